@@ -1,0 +1,342 @@
+"""FAISS backend: one shard per user, exact or IVF, on GPU when one is present.
+
+Each user's vectors live in their own FAISS index (hard isolation: a search
+only ever touches the caller's shard) persisted as one file per user under
+``<directory>/<hash of user id>/``. Shards are loaded lazily and evicted in
+least-recently-used order under a memory cap, so a store with thousands of
+users keeps only the active ones in memory.
+
+Small shards use exact inner-product search (``IndexFlatIP``, which at 100k
+vectors still answers in a few milliseconds); past ``ann_threshold`` vectors a
+shard is rebuilt as ``IndexIVFFlat``. The shard file holds the store data
+version it matches *inside* the same file (written atomically with
+``os.replace``), so a crash or a concurrent writer can never pair vectors with
+the wrong version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import struct
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from personalize._ids import user_dir_name, validate_user_id
+from personalize.errors import IndexBackendError, MissingDependencyError
+
+from .base import EMPTY_IDS, as_id_array, as_query_matrix
+
+__all__ = ["FaissIndex", "import_faiss"]
+
+logger = logging.getLogger(__name__)
+
+_MAGIC = b"PZFAISS1"
+_SHARD_FILE = "shard.pzf"
+
+
+def import_faiss() -> Any:
+    """Import faiss lazily, with an actionable error when neither extra is installed."""
+    try:
+        import faiss
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "faiss-cpu", "cpu", "the FAISS index (or 'personalize[gpu]' for faiss-gpu)"
+        ) from exc
+    return faiss
+
+
+@dataclass
+class _Shard:
+    user_id: str
+    index: Any
+    version: int | None
+    dirty: bool = False
+    gpu_index: Any = None
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.index.ntotal) * int(self.index.d) * 4
+
+
+class FaissIndex:
+    """Per-user FAISS shards persisted in ``directory``.
+
+    Args:
+        directory: where shard files live (created if missing).
+        dim: vector dimension.
+        ann_threshold: shards with more vectors than this are rebuilt as IVF.
+        nprobe: IVF lists probed per query (``None``: chosen from the list count).
+        memory_cap_bytes: loaded shards are evicted (least recently used first,
+            after saving) when their vectors exceed this many bytes.
+        use_gpu: ``None`` uses a GPU when ``faiss.get_num_gpus() > 0``.
+            ``faiss-gpu`` imports fine without a GPU, so the count decides, not the import.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        dim: int,
+        *,
+        ann_threshold: int = 200_000,
+        nprobe: int | None = None,
+        memory_cap_bytes: int = 2 * 1024**3,
+        use_gpu: bool | None = None,
+    ) -> None:
+        self._faiss = import_faiss()
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.dim = int(dim)
+        self.ann_threshold = int(ann_threshold)
+        self.nprobe = nprobe
+        self.memory_cap_bytes = int(memory_cap_bytes)
+        gpus = self._faiss.get_num_gpus() if hasattr(self._faiss, "get_num_gpus") else 0
+        self.use_gpu = bool(gpus > 0) if use_gpu is None else bool(use_gpu and gpus > 0)
+        self._gpu_resources = self._faiss.StandardGpuResources() if self.use_gpu else None
+        self._shards: OrderedDict[str, _Shard] = OrderedDict()
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ shards
+    def _path(self, user_id: str) -> Path:
+        return self.directory / user_dir_name(user_id) / _SHARD_FILE
+
+    def _new_flat(self) -> Any:
+        return self._faiss.IndexIDMap2(self._faiss.IndexFlatIP(self.dim))
+
+    def _shard(self, user_id: str, *, create: bool) -> _Shard | None:
+        """The loaded shard of ``user_id`` (loading or creating it), LRU-touched."""
+        validate_user_id(user_id)
+        shard = self._shards.get(user_id)
+        if shard is not None:
+            self._shards.move_to_end(user_id)
+            return shard
+        path = self._path(user_id)
+        if path.exists():
+            shard = self._read(user_id, path)
+        elif create:
+            shard = _Shard(user_id, self._new_flat(), None)
+        else:
+            return None
+        self._shards[user_id] = shard
+        self._evict()
+        return shard
+
+    def _read(self, user_id: str, path: Path) -> _Shard:
+        try:
+            raw = path.read_bytes()
+            if raw[:8] != _MAGIC:
+                raise ValueError("not a personalize FAISS shard")
+            (header_len,) = struct.unpack("<I", raw[8:12])
+            header = json.loads(raw[12 : 12 + header_len])
+            blob = np.frombuffer(raw[12 + header_len :], dtype=np.uint8)
+            index = self._faiss.deserialize_index(blob)
+        except Exception as exc:  # a torn or foreign file: rebuild from SQLite
+            logger.warning("FAISS shard %s is unreadable (%s); it will be rebuilt", path.parent.name, exc)
+            return _Shard(user_id, self._new_flat(), None)
+        if index.d != self.dim:
+            logger.warning("FAISS shard %s has dimension %d != %d; rebuilding", path.parent.name, index.d, self.dim)
+            return _Shard(user_id, self._new_flat(), None)
+        return _Shard(user_id, index, header.get("version"))
+
+    def _write(self, shard: _Shard) -> None:
+        path = self._path(shard.user_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = json.dumps({"user_id": shard.user_id, "version": shard.version}).encode()
+        blob = self._faiss.serialize_index(shard.index)
+        tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
+        with open(tmp, "wb") as fh:
+            fh.write(_MAGIC + struct.pack("<I", len(header)) + header)
+            fh.write(memoryview(blob))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)  # atomic: readers see the old shard or the new one
+        shard.dirty = False
+
+    def _evict(self) -> None:
+        total = sum(s.nbytes for s in self._shards.values())
+        while total > self.memory_cap_bytes and len(self._shards) > 1:
+            user_id, shard = next(iter(self._shards.items()))
+            if shard.dirty:
+                self._write(shard)
+            total -= shard.nbytes
+            del self._shards[user_id]
+            logger.debug("evicted FAISS shard of one user (%d bytes)", shard.nbytes)
+
+    def loaded_users(self) -> list[str]:
+        """Users whose shards are in memory now (most recently used last)."""
+        with self._lock:
+            return list(self._shards)
+
+    # ------------------------------------------------------------ IVF upgrade
+    def _all_vectors(self, index: Any) -> tuple[np.ndarray, np.ndarray]:
+        faiss = self._faiss
+        ids = _index_ids(faiss, index)
+        if len(ids) == 0:
+            return ids, np.zeros((0, self.dim), dtype=np.float32)
+        if isinstance(index, faiss.IndexIDMap2):
+            vectors = index.index.reconstruct_n(0, index.ntotal)
+            return faiss.vector_to_array(index.id_map).astype(np.int64), vectors
+        vectors = np.vstack([index.reconstruct(int(i)) for i in ids])
+        return ids, vectors
+
+    def _to_ivf(self, shard: _Shard) -> None:
+        faiss = self._faiss
+        ids, vectors = self._all_vectors(shard.index)
+        nlist = max(16, int(4 * math.sqrt(len(ids))))
+        quantizer = faiss.IndexFlatIP(self.dim)
+        ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        sample = vectors[rng.choice(len(vectors), size=min(len(vectors), nlist * 64), replace=False)]
+        ivf.train(sample)
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        ivf.add_with_ids(vectors, ids)
+        ivf.nprobe = self.nprobe or max(8, nlist // 16)
+        shard.index = ivf
+        shard.gpu_index = None
+        logger.info("FAISS shard upgraded to IVF (%d vectors, %d lists)", len(ids), nlist)
+
+    # --------------------------------------------------------------- protocol
+    def add(self, user_id: str, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids = as_id_array(ids)
+        if len(ids) == 0:
+            return
+        vectors = as_query_matrix(vectors, self.dim)
+        if len(vectors) != len(ids):
+            raise IndexBackendError(f"{len(ids)} ids for {len(vectors)} vectors")
+        with self._lock:
+            shard = self._shard(user_id, create=True)
+            assert shard is not None
+            # Replace semantics: drop ids that are already present first.
+            shard.index.remove_ids(self._faiss.IDSelectorBatch(ids))
+            shard.index.add_with_ids(vectors, ids)
+            shard.dirty = True
+            shard.gpu_index = None
+            if isinstance(shard.index, self._faiss.IndexIDMap2) and shard.index.ntotal > self.ann_threshold:
+                self._to_ivf(shard)
+            self._evict()
+
+    def search(
+        self,
+        user_id: str,
+        queries: np.ndarray,
+        k: int,
+        allowed_ids: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        queries = as_query_matrix(queries, self.dim)
+        n = len(queries)
+        with self._lock:
+            shard = self._shard(user_id, create=False)
+            if shard is None or shard.index.ntotal == 0 or k <= 0:
+                return np.zeros((n, max(k, 0)), np.float32), np.full((n, max(k, 0)), -1, np.int64)
+            index = shard.index
+            kk = min(k, int(index.ntotal))
+            params = None
+            if allowed_ids is not None:
+                allowed = as_id_array(allowed_ids)
+                if len(allowed) == 0:
+                    return np.zeros((n, k), np.float32), np.full((n, k), -1, np.int64)
+                selector = self._faiss.IDSelectorBatch(allowed)
+                if isinstance(index, self._faiss.IndexIVF):
+                    params = self._faiss.SearchParametersIVF(sel=selector, nprobe=index.nprobe)
+                else:
+                    params = self._faiss.SearchParameters(sel=selector)
+            elif self.use_gpu:
+                if shard.gpu_index is None:
+                    shard.gpu_index = self._faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)
+                index = shard.gpu_index
+            scores, ids = index.search(queries, kk, params=params) if params else index.search(queries, kk)
+        if kk < k:
+            scores = np.pad(scores, ((0, 0), (0, k - kk)))
+            ids = np.pad(ids, ((0, 0), (0, k - kk)), constant_values=-1)
+        return scores.astype(np.float32, copy=False), ids.astype(np.int64, copy=False)
+
+    def delete(self, user_id: str, ids: np.ndarray) -> None:
+        ids = as_id_array(ids)
+        if len(ids) == 0:
+            return
+        with self._lock:
+            shard = self._shard(user_id, create=False)
+            if shard is None:
+                return
+            shard.index.remove_ids(self._faiss.IDSelectorBatch(ids))
+            shard.dirty = True
+            shard.gpu_index = None
+
+    def delete_user(self, user_id: str) -> None:
+        with self._lock:
+            self._shards.pop(validate_user_id(user_id), None)
+            folder = self.directory / user_dir_name(user_id)
+            if folder.exists():
+                shutil.rmtree(folder)
+
+    def count(self, user_id: str) -> int:
+        with self._lock:
+            shard = self._shard(user_id, create=False)
+            return 0 if shard is None else int(shard.index.ntotal)
+
+    def ids(self, user_id: str) -> np.ndarray:
+        with self._lock:
+            shard = self._shard(user_id, create=False)
+            return EMPTY_IDS if shard is None else _index_ids(self._faiss, shard.index)
+
+    def users(self) -> list[str]:
+        found: list[str] = []
+        with self._lock:
+            found.extend(self._shards)
+            for path in sorted(self.directory.glob(f"u*/{_SHARD_FILE}")):
+                try:
+                    with open(path, "rb") as fh:  # the header only, not the vectors
+                        head = fh.read(12)
+                        (header_len,) = struct.unpack("<I", head[8:12])
+                        user_id = json.loads(fh.read(header_len))["user_id"]
+                except Exception:  # torn file: its folder name still identifies it
+                    continue
+                if user_id not in found:
+                    found.append(user_id)
+        return found
+
+    def synced_version(self, user_id: str) -> int | None:
+        with self._lock:
+            shard = self._shard(user_id, create=False)
+            return None if shard is None else shard.version
+
+    def mark_synced(self, user_id: str, version: int) -> None:
+        with self._lock:
+            shard = self._shard(user_id, create=True)
+            assert shard is not None
+            if shard.version != version:
+                shard.version = version
+                shard.dirty = True
+
+    def save(self) -> None:
+        with self._lock:
+            for shard in self._shards.values():
+                if shard.dirty:
+                    self._write(shard)
+
+    def close(self) -> None:
+        self.save()
+        with self._lock:
+            self._shards.clear()
+
+
+def _index_ids(faiss: Any, index: Any) -> np.ndarray:
+    """Every id held by a flat ``IndexIDMap2`` or an ``IndexIVF``."""
+    if isinstance(index, faiss.IndexIDMap2) or isinstance(index, faiss.IndexIDMap):
+        return faiss.vector_to_array(index.id_map).astype(np.int64)
+    ivf = faiss.extract_index_ivf(index)
+    invlists = ivf.invlists
+    parts = []
+    for list_no in range(ivf.nlist):
+        size = invlists.list_size(list_no)
+        if size:
+            parts.append(faiss.rev_swig_ptr(invlists.get_ids(list_no), size).copy())
+    return np.concatenate(parts).astype(np.int64) if parts else EMPTY_IDS

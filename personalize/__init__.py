@@ -1,0 +1,70 @@
+"""personalize: make any RAG application personal.
+
+For each user it indexes their private documents and chat history, builds
+offline task-aware summaries and persona facts, and at query time packs the
+most useful personal context under a token budget::
+
+    from personalize import Personalizer
+
+    p = Personalizer.open("./data")
+    p.add_documents("alice", ["notes/", "mail/2024.mbox"])
+    p.add_messages("alice", [{"role": "user", "content": "I'm vegetarian"}], session="s1")
+    hits = p.search("alice", "dinner ideas", k=5)
+    p.forget("alice")
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .embeddings import Embedder, LlamaIndexEmbedder, SentenceTransformerEmbedder, default_embedder
+from .errors import (
+    ConfigError,
+    IndexBackendError,
+    IngestError,
+    InvalidUserIdError,
+    LLMError,
+    LLMOutputError,
+    MissingDependencyError,
+    NotFoundError,
+    PersonalizeError,
+    StoreError,
+)
+from .loaders import LoaderLimits
+from .personalizer import Personalizer, PersonalizerConfig
+from .retrieval import RetrievalConfig
+from .tokens import TiktokenCounter, TokenCounter
+from .types import Chunk, FileError, Hit, IngestResult, LoadedItem
+
+__all__ = [
+    "Chunk",
+    "ConfigError",
+    "Embedder",
+    "FileError",
+    "Hit",
+    "IndexBackendError",
+    "IngestError",
+    "IngestResult",
+    "InvalidUserIdError",
+    "LLMError",
+    "LLMOutputError",
+    "LlamaIndexEmbedder",
+    "LoadedItem",
+    "LoaderLimits",
+    "MissingDependencyError",
+    "NotFoundError",
+    "PersonalizeError",
+    "Personalizer",
+    "PersonalizerConfig",
+    "RetrievalConfig",
+    "SentenceTransformerEmbedder",
+    "StoreError",
+    "TiktokenCounter",
+    "TokenCounter",
+    "default_embedder",
+]
+
+__version__ = "0.1.0"
+
+# A library never configures logging; it only makes sure it is silent by default.
+logging.getLogger(__name__).addHandler(logging.NullHandler())

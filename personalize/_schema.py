@@ -1,0 +1,101 @@
+"""The SQLite schema: the single source of truth for every user's data.
+
+Vector and BM25 indexes are derived from these tables. Every table that holds
+personal data has a ``user_id`` column and is listed in ``USER_TABLES`` so that
+``forget`` can never miss one.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "USER_TABLES"]
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS users (
+    user_id      TEXT PRIMARY KEY,
+    created_at   REAL NOT NULL,
+    data_version INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS documents (
+    id           INTEGER PRIMARY KEY,
+    user_id      TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    source       TEXT NOT NULL,
+    external_id  TEXT,
+    content_hash TEXT NOT NULL,
+    role         TEXT,
+    speaker      TEXT,
+    session      TEXT,
+    timestamp    REAL,
+    metadata     TEXT NOT NULL DEFAULT '{}',
+    created_at   REAL NOT NULL,
+    UNIQUE (user_id, content_hash)
+);
+CREATE INDEX IF NOT EXISTS documents_by_session ON documents (user_id, session, timestamp, id);
+CREATE TABLE IF NOT EXISTS chunks (
+    id        INTEGER PRIMARY KEY,
+    user_id   TEXT NOT NULL,
+    doc_id    INTEGER NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+    position  INTEGER NOT NULL,
+    text      TEXT NOT NULL,
+    embedding BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_user ON chunks (user_id, id);
+CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks (doc_id, position);
+
+-- Offline knowledge (summaries, persona facts, agentic memory) -----------------
+CREATE TABLE IF NOT EXISTS summaries (
+    user_id      TEXT NOT NULL,
+    task         TEXT NOT NULL,
+    text         TEXT NOT NULL,
+    sources      TEXT NOT NULL DEFAULT '[]',   -- JSON list of chunk ids
+    generator    TEXT NOT NULL,                -- model name or 'extractive'
+    data_version INTEGER NOT NULL,
+    created_at   REAL NOT NULL,
+    PRIMARY KEY (user_id, task)
+);
+CREATE TABLE IF NOT EXISTS facts (
+    id            INTEGER PRIMARY KEY,
+    user_id       TEXT NOT NULL,
+    text          TEXT NOT NULL,
+    category      TEXT NOT NULL,
+    subject       TEXT NOT NULL,               -- normalized key used for supersession
+    polarity      INTEGER NOT NULL DEFAULT 1,
+    confidence    REAL NOT NULL,
+    sources       TEXT NOT NULL DEFAULT '[]',  -- JSON list of chunk ids
+    generator     TEXT NOT NULL,
+    valid_from    REAL,
+    valid_to      REAL,
+    superseded_by INTEGER,
+    embedding     BLOB,
+    created_at    REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS facts_current ON facts (user_id, superseded_by, subject);
+CREATE TABLE IF NOT EXISTS memories (
+    user_id      TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    text         TEXT NOT NULL,
+    generator    TEXT NOT NULL,
+    data_version INTEGER NOT NULL,
+    created_at   REAL NOT NULL,
+    PRIMARY KEY (user_id, version)
+);
+CREATE TABLE IF NOT EXISTS refresh_state (
+    user_id    TEXT NOT NULL,
+    step       TEXT NOT NULL,                  -- 'persona', 'memory', 'summary:<task>'
+    cursor     INTEGER NOT NULL DEFAULT 0,     -- last chunk id consumed
+    status     TEXT NOT NULL,                  -- 'ok' | 'failed'
+    error      TEXT,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (user_id, step)
+);
+"""
+
+# Every table holding personal data, children before parents.
+USER_TABLES = ("chunks", "documents", "summaries", "facts", "memories", "refresh_state", "users")
