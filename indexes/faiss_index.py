@@ -190,7 +190,9 @@ class FaissIndex:
     def _to_ivf(self, shard: _Shard) -> None:
         faiss = self._faiss
         ids, vectors = self._all_vectors(shard.index)
-        nlist = max(16, int(4 * math.sqrt(len(ids))))
+        # ~4*sqrt(n) lists, but never fewer than 39 training points per list
+        # (FAISS's own minimum for a stable k-means).
+        nlist = max(1, min(int(4 * math.sqrt(len(ids))), len(ids) // 39))
         quantizer = faiss.IndexFlatIP(self.dim)
         ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(0)
@@ -215,7 +217,7 @@ class FaissIndex:
             shard = self._shard(user_id, create=True)
             assert shard is not None
             # Replace semantics: drop ids that are already present first.
-            shard.index.remove_ids(self._faiss.IDSelectorBatch(ids))
+            shard.index.remove_ids(self._remove_selector(shard.index, ids))
             shard.index.add_with_ids(vectors, ids)
             shard.dirty = True
             shard.gpu_index = None
@@ -266,9 +268,16 @@ class FaissIndex:
             shard = self._shard(user_id, create=False)
             if shard is None:
                 return
-            shard.index.remove_ids(self._faiss.IDSelectorBatch(ids))
+            shard.index.remove_ids(self._remove_selector(shard.index, ids))
             shard.dirty = True
             shard.gpu_index = None
+
+    def _remove_selector(self, index: Any, ids: np.ndarray) -> Any:
+        # IVF's hashtable direct map only removes through an IDSelectorArray;
+        # IDSelectorBatch (hashed) is much faster for the flat IDMap shards.
+        if isinstance(index, self._faiss.IndexIVF):
+            return self._faiss.IDSelectorArray(len(ids), self._faiss.swig_ptr(ids))
+        return self._faiss.IDSelectorBatch(ids)
 
     def delete_user(self, user_id: str) -> None:
         with self._lock:

@@ -19,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from ._context_api import ContextMixin
 from ._ids import validate_user_id
+from ._knowledge_api import KnowledgeMixin
 from .chunking import Chunker
 from .embeddings import Embedder, QueryCache, default_embedder
 from .errors import ConfigError, IngestError, NotFoundError
@@ -70,7 +72,7 @@ def _default_faiss(directory: Path, dim: int, config: PersonalizerConfig) -> Any
     )
 
 
-class Personalizer:
+class Personalizer(KnowledgeMixin, ContextMixin):
     """Per-user personal knowledge for RAG applications.
 
     Create one with :meth:`open`; it is safe to share between threads.
@@ -104,6 +106,7 @@ class Personalizer:
         self.queries = QueryCache(self.embedder)
         self.chunker = Chunker(self.config.chunk_size, self.config.chunk_overlap)
         self._sync_lock = threading.RLock()
+        self._closed = False
         self._ingestor = Ingestor(self.store, self.embedder, self.chunker, self._on_written)
         self.retriever = HybridRetriever(
             self.store, self._dense_search, self.lexical, self.queries, self.config.retrieval
@@ -140,7 +143,10 @@ class Personalizer:
         self.close()
 
     def close(self) -> None:
-        """Persist derived indexes and close the database."""
+        """Persist derived indexes and close the database (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
         self.index.close()
         self.store.close()
 
@@ -248,7 +254,7 @@ class Personalizer:
         turn with its neighbours. An invalid turn is reported and skipped alone.
         """
         validate_user_id(user_id)
-        items, errors = load_messages(list(messages), session=session)
+        items, errors = load_messages(list(messages), session=session, limits=self.config.loader_limits)
         if metadata:
             items = [_merge_metadata(item, metadata) for item in items]
         result = self._ingestor.ingest(user_id, items, progress=progress, total=len(items))
@@ -274,6 +280,7 @@ class Personalizer:
                         source=str(value.metadata.get("file_path", "<llama_index>")),
                         external_id=external_id or getattr(value, "id_", None),
                         metadata={**dict(value.metadata), **metadata},
+                        limits=limits,
                     )
                 elif isinstance(value, os.PathLike) or (isinstance(value, str) and _looks_like_path(value)):
                     for path in iter_input_files([value]):
@@ -283,7 +290,7 @@ class Personalizer:
                         except IngestError as exc:
                             errors.append(FileError(str(path), str(exc), getattr(exc, "kind", "unreadable")))
                 elif isinstance(value, str):
-                    yield load_text(value, external_id=external_id, metadata=metadata)
+                    yield load_text(value, external_id=external_id, metadata=metadata, limits=limits)
                 else:
                     raise IngestError(f"input #{n} is a {type(value).__name__}; expected a path, str or Document")
             except IngestError as exc:

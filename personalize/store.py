@@ -135,6 +135,7 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
         self._lock = threading.RLock()
+        self._closed = False
         with self.transaction() as cur:
             cur.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
@@ -159,7 +160,11 @@ class Store:
             return self._conn.execute(sql, params).fetchall()
 
     def close(self) -> None:
+        """Checkpoint the WAL and close (idempotent)."""
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             try:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.OperationalError:  # another process holds it: fine

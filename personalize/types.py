@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-__all__ = ["Chunk", "FileError", "Hit", "IngestResult", "LoadedItem"]
+__all__ = ["Chunk", "Fact", "FileError", "Hit", "IngestResult", "LoadedItem", "Memory", "Summary"]
 
 ItemKind = Literal["document", "message"]
 
@@ -118,3 +118,69 @@ class IngestResult:
     @property
     def ok(self) -> bool:
         return not self.errors
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A persona fact about a user, with provenance and validity.
+
+    Attributes:
+        id: row id.
+        user_id: whose fact.
+        text: the fact in plain words ("Is vegetarian").
+        category: preference, attribute, relationship, habit, style, goal, ...
+        subject: normalized key; a newer fact with the same subject supersedes this one.
+        confidence: 0..1.
+        sources: chunk ids the fact was extracted from.
+        generator: the model name, or ``"rules"`` for the rule-based extractor.
+        valid_from: when the user said it (source timestamp), when known.
+        valid_to: when it stopped being true (set on supersession).
+        superseded_by: id of the fact that replaced it (``None``: current).
+        created_at: when it was extracted.
+    """
+
+    id: int
+    user_id: str
+    text: str
+    category: str
+    subject: str
+    confidence: float
+    sources: tuple[int, ...]
+    generator: str
+    valid_from: datetime | None
+    valid_to: datetime | None
+    superseded_by: int | None
+    created_at: datetime
+
+    @property
+    def current(self) -> bool:
+        return self.superseded_by is None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """An offline task-aware summary of one user for one task."""
+
+    user_id: str
+    task: str
+    text: str
+    sources: tuple[int, ...]
+    generator: str  # model name, or "extractive"
+    data_version: int
+    created_at: datetime
+
+    @property
+    def extractive(self) -> bool:
+        return self.generator == "extractive"
+
+
+@dataclass(frozen=True)
+class Memory:
+    """One version of a user's human-readable agentic memory document."""
+
+    user_id: str
+    version: int
+    text: str
+    generator: str
+    data_version: int
+    created_at: datetime

@@ -1,0 +1,5 @@
+import sys
+
+from personalize.cli import main
+
+sys.exit(main())

@@ -1,0 +1,147 @@
+"""CSV: a chat log (role/content or speaker/text columns) or one document per row."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from personalize.types import LoadedItem
+
+from ._errors import LoaderError
+from ._io import ItemCollector, decode_text, display_name, file_metadata
+from ._limits import LoaderLimits
+from ._messages import normalize_message
+
+__all__ = ["load_csv_file"]
+
+_SNIFF_CHARS = 64 * 1024
+_CONTENT_COLUMNS = ("content", "text")
+_ROLE_COLUMNS = ("role",)
+_SPEAKER_COLUMNS = ("speaker", "user")
+_TIMESTAMP_COLUMNS = ("timestamp", "created_at")
+_SESSION_COLUMNS = ("session", "session_id", "conversation_id")
+_ID_COLUMNS = ("id", "message_id")
+_KNOWN_ROLES = frozenset({"user", "assistant", "system", "developer", "tool", "function"})
+
+
+def _dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
+    try:
+        return csv.Sniffer().sniff(text[:_SNIFF_CHARS], delimiters=",;\t|")
+    except csv.Error:
+        return csv.excel  # one column, or too irregular to sniff: plain commas
+
+
+def _rows(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
+    reader = csv.reader(io.StringIO(text, newline=""), _dialect(text))
+    number = 0
+    try:
+        for number, row in enumerate(reader, start=1):
+            yield number, row
+    except csv.Error as exc:
+        raise LoaderError(
+            f"{display_name(path)}: malformed CSV after record {number} ({exc})",
+            kind="invalid",
+            source=str(path),
+        ) from exc
+
+
+def _find(columns: dict[str, int], names: tuple[str, ...]) -> int | None:
+    for name in names:
+        if name in columns:
+            return columns[name]
+    return None
+
+
+def _cell(row: list[str], index: int | None) -> str | None:
+    if index is None or index >= len(row):
+        return None
+    value = row[index].strip()
+    return value or None
+
+
+def load_csv_file(path: Path, data: bytes, limits: LoaderLimits) -> list[LoadedItem]:
+    """A CSV file; the first record is the header.
+
+    With a ``content``/``text`` column and a ``role`` or ``speaker`` column, each row is
+    a chat message (``timestamp``/``created_at``, ``session`` and ``id`` columns are
+    used; other columns go to metadata). Otherwise each row is a document rendered as
+    ``"col: value; col: value"``, with ``external_id`` from an ``id`` column.
+    """
+    source, name = str(path), display_name(path)
+    text = decode_text(data, source=source)
+    rows = _rows(path, text)
+    header_row = next(rows, None)
+    if header_row is None or not any(cell.strip() for cell in header_row[1]):
+        raise LoaderError(f"{name}: CSV has no header row", kind="empty", source=source)
+    header = [cell.strip() or f"column {i + 1}" for i, cell in enumerate(header_row[1])]
+    columns: dict[str, int] = {}
+    for index, column in enumerate(header):
+        columns.setdefault(column.lower(), index)  # first of duplicate names wins
+
+    content = _find(columns, _CONTENT_COLUMNS)
+    role = _find(columns, _ROLE_COLUMNS)
+    speaker = _find(columns, _SPEAKER_COLUMNS)
+    is_chat = content is not None and (role is not None or speaker is not None)
+    used = {content, role, speaker}
+    timestamp = session = None
+    if is_chat:
+        timestamp = _find(columns, _TIMESTAMP_COLUMNS)
+        session = _find(columns, _SESSION_COLUMNS)
+        ident = _find(columns, _ID_COLUMNS)
+        used |= {timestamp, session, ident}
+    else:
+        ident = _find(columns, ("id",))
+
+    collector = ItemCollector(source, limits)
+    base = file_metadata(path)
+    for number, row in rows:
+        if not any(cell.strip() for cell in row):
+            continue
+        if is_chat:
+            speaker_value = _cell(row, speaker)
+            role_value = _cell(row, role)
+            if role_value is None and speaker_value and speaker_value.lower() in _KNOWN_ROLES:
+                # speaker/text logs often name the role itself in the speaker column.
+                role_value = speaker_value.lower()
+            extra: dict[str, Any] = {
+                header[i]: row[i].strip()
+                for i in range(min(len(row), len(header)))
+                if i not in used and row[i].strip()
+            }
+            raw = {
+                "content": _cell(row, content) or "",
+                "role": role_value,
+                "speaker": speaker_value,
+                "timestamp": _cell(row, timestamp),
+                "session": _cell(row, session),
+                "id": _cell(row, ident),
+                "metadata": extra or None,
+            }
+            item = normalize_message(
+                raw,
+                where=f"{name}: record {number}",
+                source=source,
+                default_session=path.stem,
+                base_metadata=base,
+            )
+        else:
+            pairs = [
+                (header[i] if i < len(header) else f"column {i + 1}", cell.strip())
+                for i, cell in enumerate(row)
+            ]
+            rendered = "; ".join(f"{col}: {value}" for col, value in pairs if value)
+            item = LoadedItem(
+                text=rendered.replace("\x00", ""),
+                kind="document",
+                source=source,
+                external_id=_cell(row, ident),
+                metadata={**base, "row": number},
+            )
+        if item is not None:
+            collector.add(item)
+    if not collector.items:
+        raise LoaderError(f"{name}: CSV has no rows with text", kind="empty", source=source)
+    return collector.items

@@ -1,0 +1,64 @@
+"""Validation of the small caller-supplied fields shared by texts and messages."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ._errors import LoaderError
+
+__all__ = ["clean_text", "optional_id", "validate_metadata"]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def validate_metadata(value: Any, *, where: str, source: str) -> dict[str, Any]:
+    """A JSON-serializable dict copy of ``value`` (``None`` → ``{}``).
+
+    Metadata is stored as JSON, so anything else would fail later, far from its cause.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise LoaderError(
+            f"{where}: metadata must be a dict, got {type(value).__name__}",
+            kind="invalid",
+            source=source,
+        )
+    result = dict(value)
+    try:
+        json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise LoaderError(
+            f"{where}: metadata must be JSON-serializable ({exc})", kind="invalid", source=source
+        ) from exc
+    return result
+
+
+def optional_id(value: Any, *, field: str, where: str, source: str) -> str | None:
+    """An optional identifier: ``None``, a string, or an int (stringified)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise LoaderError(
+            f"{where}: {field} must be a string, got {type(value).__name__}",
+            kind="invalid",
+            source=source,
+        )
+    text = str(value).strip()
+    return text or None
+
+
+def clean_text(text: str) -> str:
+    """Drop NULs and replace lone surrogates with U+FFFD.
+
+    Both break SQLite, tokenizers or UTF-8 encoding downstream; neither carries meaning.
+    """
+    text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = _SURROGATE.sub("\ufffd", text)
+    return text

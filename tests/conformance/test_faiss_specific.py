@@ -1,0 +1,75 @@
+"""FAISS-only behaviour: IVF upgrade past the threshold, LRU eviction, torn files, GPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+faiss = pytest.importorskip("faiss")
+
+from personalize.indexes import FaissIndex  # noqa: E402
+
+DIM = 32
+
+
+def _data(n: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_ivf_upgrade_keeps_results_and_supports_delete(tmp_path):
+    data = _data(3000)
+    index = FaissIndex(tmp_path, DIM, ann_threshold=1000, nprobe=64)
+    index.add("u1", np.arange(1, 3001), data)
+    shard_index = index._shards["u1"].index
+    assert isinstance(shard_index, faiss.IndexIVF)  # upgraded past the threshold
+    _, ids = index.search("u1", data[:20], k=1)
+    assert (ids[:, 0] == np.arange(1, 21)).mean() >= 0.95
+    index.delete("u1", np.arange(1, 11))
+    assert index.count("u1") == 2990
+    assert 1 not in set(index.ids("u1").tolist())
+    index.mark_synced("u1", 2)
+    index.close()
+    reopened = FaissIndex(tmp_path, DIM, ann_threshold=1000)
+    assert reopened.count("u1") == 2990 and reopened.synced_version("u1") == 2
+    _, ids = reopened.search("u1", data[100], k=3, allowed_ids=np.array([101, 102]))
+    assert set(ids[0][ids[0] >= 0].tolist()) <= {101, 102}
+
+
+def test_lru_eviction_under_memory_cap(tmp_path):
+    cap = 250 * DIM * 4  # room for about two shards of 100 vectors
+    index = FaissIndex(tmp_path, DIM, memory_cap_bytes=cap)
+    for n, user in enumerate(["a", "b", "c", "d"]):
+        index.add(user, np.arange(1, 101) + 1000 * n, _data(100, n))
+    loaded = index.loaded_users()
+    assert len(loaded) <= 2 and loaded[-1] == "d"
+    # Evicted shards were saved first and come back on demand.
+    assert index.count("a") == 100
+    _, ids = index.search("b", _data(100, 1)[5], k=1)
+    assert ids[0, 0] == 1000 + 6
+
+
+def test_torn_shard_file_is_treated_as_empty(tmp_path):
+    index = FaissIndex(tmp_path, DIM)
+    index.add("u", np.arange(1, 11), _data(10))
+    index.mark_synced("u", 1)
+    index.close()
+    shard = next(tmp_path.glob("u*/shard.pzf"))
+    shard.write_bytes(shard.read_bytes()[:40])  # torn write
+    reopened = FaissIndex(tmp_path, DIM)
+    assert reopened.synced_version("u") is None  # forces a rebuild from SQLite
+    assert reopened.count("u") == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not hasattr(faiss, "get_num_gpus") or faiss.get_num_gpus() == 0, reason="no GPU")
+def test_gpu_search_matches_cpu(tmp_path):
+    data = _data(5000)
+    cpu = FaissIndex(tmp_path / "cpu", DIM, use_gpu=False)
+    gpu = FaissIndex(tmp_path / "gpu", DIM, use_gpu=True)
+    for index in (cpu, gpu):
+        index.add("u", np.arange(1, 5001), data)
+    _, cpu_ids = cpu.search("u", data[:50], k=10)
+    _, gpu_ids = gpu.search("u", data[:50], k=10)
+    assert gpu.use_gpu
+    assert (cpu_ids == gpu_ids).mean() > 0.99
