@@ -2,11 +2,14 @@
 
 Fusion is a calibrated *score* combination, not reciprocal-rank fusion: RRF
 gives a weak BM25 list as much say as a strong dense one, which on PrefEval
-halves dense retrieval's hit rate. Here each candidate gets
-``(1 - w) * cosine + w * bm25 / best_bm25``; when the query shares no useful
-words with the user's data, BM25 contributes nothing and the ranking is the
-dense one, so fusion does not fall below its better input. ``w`` was chosen
-on the development data (see docs/benchmarks.md).
+halves dense retrieval's hit rate. Each candidate gets
+``(1 - w) * cosine + w * bm25 / best_bm25``. Lexical evidence helps a lot on
+conversational memory (names, rare words: LoCoMo) but hurts when the query's
+words match unrelated chatter and the relevant item shares none of them
+(PrefEval); so a share of the top-k slots (``dense_share``) is reserved for
+the best dense results, which bounds how far lexical noise can push a strong
+semantic match out. ``w`` and ``dense_share`` were chosen on the development
+data; docs/benchmarks.md has the sweep.
 """
 
 from __future__ import annotations
@@ -34,13 +37,16 @@ class RetrievalConfig:
 
     Attributes:
         bm25_weight: weight of the normalized BM25 score (0 = dense only, 1 = BM25 only).
+        dense_share: share of the top-k slots reserved for the best dense results
+            (at least one slot when > 0; 0 = pure fused ranking).
         candidates: how many candidates each retriever contributes before fusion.
         mmr_lambda: default MMR trade-off (``None`` = no MMR; 1.0 = relevance only).
         recency_half_life_days: default recency decay half-life (``None`` = off).
         recency_weight: share of the score subject to decay when recency is on.
     """
 
-    bm25_weight: float = 0.3
+    bm25_weight: float = 0.4
+    dense_share: float = 0.4
     candidates: int = 50
     mmr_lambda: float | None = None
     recency_half_life_days: float | None = None
@@ -49,6 +55,8 @@ class RetrievalConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.bm25_weight <= 1.0:
             raise ConfigError("bm25_weight must be within [0, 1]")
+        if not 0.0 <= self.dense_share <= 1.0:
+            raise ConfigError("dense_share must be within [0, 1]")
         if self.candidates < 1:
             raise ConfigError("candidates must be >= 1")
         if self.mmr_lambda is not None and not 0.0 <= self.mmr_lambda <= 1.0:
@@ -177,6 +185,8 @@ class HybridRetriever:
             fused = _apply_recency(fused, chunks, half_life, cfg.recency_weight, now)
 
         ranked = sorted(fused, key=fused.__getitem__, reverse=True)
+        if cfg.dense_share > 0 and w > 0:
+            ranked = _reserve_dense_slots(ranked, dense, k, cfg.dense_share)
         if mmr_lambda is not None and mmr_lambda < 1.0:
             ranked = _mmr(ranked, fused, vectors, mmr_lambda, k)
         hits = []
@@ -193,6 +203,26 @@ class HybridRetriever:
                 )
             )
         return hits
+
+
+def _reserve_dense_slots(ranked: list[int], dense: dict[int, float], k: int, share: float) -> list[int]:
+    """The fused top ``k - m`` plus the best dense results until ``k``; best fused first.
+
+    ``m = max(1, round(k * share))`` slots go to the dense ranking, filled after
+    the fused picks so that items both rankings like are not counted twice.
+    """
+    m = max(1, round(k * share))
+    chosen = ranked[: max(0, k - m)]
+    taken = set(chosen)
+    for cid in sorted((c for c in ranked if c in dense), key=dense.__getitem__, reverse=True):
+        if len(chosen) >= k:
+            break
+        if cid not in taken:
+            chosen.append(cid)
+            taken.add(cid)
+    position = {c: n for n, c in enumerate(ranked)}
+    chosen.sort(key=position.__getitem__)
+    return chosen + [c for c in ranked if c not in taken]
 
 
 def _apply_recency(
