@@ -166,6 +166,34 @@ class ChromaIndex:
                 self._client.delete_collection(self._name(user_id))
             except Exception:  # already gone
                 logger.debug("no Chroma collection to delete for this user")
+            self._scrub()
+
+    def _scrub(self) -> None:
+        """Overwrite freed pages of an embedded Chroma's SQLite file.
+
+        Deleting a collection frees its rows (vectors, the collection's
+        metadata) but SQLite keeps the bytes in free pages and the WAL until
+        they are reused; VACUUM rewrites the file without them. A Chroma
+        *server*'s disk is out of reach from here: see docs/operations.md.
+        """
+        if self.path is None:
+            return
+        import sqlite3
+
+        db = self.path / "chroma.sqlite3"
+        if not db.exists():
+            return
+        try:
+            conn = sqlite3.connect(str(db), timeout=30)
+            try:
+                conn.execute("PRAGMA secure_delete=ON")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                conn.execute("VACUUM")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            logger.warning("could not scrub Chroma's SQLite file after a deletion: %s", exc)
 
     def count(self, user_id: str) -> int:
         coll = self._collection(user_id, create=False)

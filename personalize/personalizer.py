@@ -104,10 +104,9 @@ class Personalizer(KnowledgeMixin, ContextMixin):
             raise ConfigError(f"index dimension {self.index.dim} != embedder dimension {self.embedder.dim}")
         self.lexical = LexicalIndex(self.path / "bm25")
         self.queries = QueryCache(self.embedder)
-        self.chunker = Chunker(self.config.chunk_size, self.config.chunk_overlap)
         self._sync_lock = threading.RLock()
         self._closed = False
-        self._ingestor = Ingestor(self.store, self.embedder, self.chunker, self._on_written)
+        self._ingestor_instance: Ingestor | None = None
         self.retriever = HybridRetriever(
             self.store, self._dense_search, self.lexical, self.queries, self.config.retrieval
         )
@@ -149,6 +148,17 @@ class Personalizer(KnowledgeMixin, ContextMixin):
         self._closed = True
         self.index.close()
         self.store.close()
+
+    @property
+    def _ingestor(self) -> Ingestor:
+        # Built on first ingest: the chunker imports LlamaIndex (seconds), which
+        # a process that only searches never needs.
+        if self._ingestor_instance is None:
+            with self._sync_lock:
+                if self._ingestor_instance is None:
+                    chunker = Chunker(self.config.chunk_size, self.config.chunk_overlap)
+                    self._ingestor_instance = Ingestor(self.store, self.embedder, chunker, self._on_written)
+        return self._ingestor_instance
 
     # ---------------------------------------------------------------- sync
     def _drop_orphans(self) -> None:

@@ -26,7 +26,7 @@ from .embeddings import QueryCache
 from .errors import ConfigError
 from .lexical import LexicalIndex, tokenize_query
 from .store import Store
-from .types import Chunk, Hit
+from .types import Hit
 
 __all__ = ["HybridRetriever", "RetrievalConfig", "SearchFilters"]
 
@@ -166,42 +166,44 @@ class HybridRetriever:
         # BM25-only candidates need their cosine: from the stored embeddings.
         missing = [c for c in candidate_ids if c not in dense]
         vectors: dict[int, np.ndarray] = {}
-        if missing or mmr_lambda is not None:
-            ids, vecs = self.store.embeddings(user_id, candidate_ids)
+        if missing or (mmr_lambda is not None and mmr_lambda < 1.0):
+            ids, vecs = self.store.embeddings(user_id, candidate_ids if mmr_lambda is not None else missing)
             vectors = {int(i): v for i, v in zip(ids, vecs)}
             for c in missing:
                 if c in vectors:
                     dense[c] = float(vectors[c] @ qvec)
-        chunks = self.store.chunks(user_id, candidate_ids)  # drops ids with no row: never half-visible
 
         w = cfg.bm25_weight
         fused: dict[int, float] = {}
         for cid in candidate_ids:
-            if cid not in chunks or cid not in dense:
+            if cid not in dense:  # no stored row: deleted since the index was read
                 continue
             lexical = bm25.get(cid, 0.0) / best_bm25 if best_bm25 > 0 else 0.0
             fused[cid] = (1.0 - w) * dense[cid] + w * lexical
         if half_life is not None:
-            fused = _apply_recency(fused, chunks, half_life, cfg.recency_weight, now)
+            fused = _apply_recency(fused, self.store.timestamps(user_id, list(fused)), half_life,
+                                   cfg.recency_weight, now)
 
         ranked = sorted(fused, key=fused.__getitem__, reverse=True)
         if cfg.dense_share > 0 and w > 0:
             ranked = _reserve_dense_slots(ranked, dense, k, cfg.dense_share)
         if mmr_lambda is not None and mmr_lambda < 1.0:
             ranked = _mmr(ranked, fused, vectors, mmr_lambda, k)
-        hits = []
-        for cid in ranked[:k]:
-            chunk = chunks[cid]
-            context = self.store.session_neighbors(chunk, with_context) if with_context else ()
-            hits.append(
-                Hit(
-                    chunk=chunk,
-                    score=fused[cid],
-                    dense_score=dense.get(cid),
-                    bm25_score=bm25.get(cid),
-                    context=context,
-                )
-            )
+        # Rows are read for the winners only; an id whose row is gone (a
+        # concurrent delete) is skipped, so nothing is ever half-visible.
+        hits: list[Hit] = []
+        start = 0
+        while len(hits) < k and start < len(ranked):
+            batch = ranked[start : start + k - len(hits) + 2]
+            start += len(batch)
+            chunks = self.store.chunks(user_id, batch)
+            for cid in batch:
+                chunk = chunks.get(cid)
+                if chunk is None or len(hits) >= k:
+                    continue
+                context = self.store.session_neighbors(chunk, with_context) if with_context else ()
+                hits.append(Hit(chunk=chunk, score=fused[cid], dense_score=dense.get(cid),
+                                bm25_score=bm25.get(cid), context=context))
         return hits
 
 
@@ -227,7 +229,7 @@ def _reserve_dense_slots(ranked: list[int], dense: dict[int, float], k: int, sha
 
 def _apply_recency(
     fused: dict[int, float],
-    chunks: dict[int, Chunk],
+    timestamps: dict[int, float | None],
     half_life_days: float,
     weight: float,
     now: datetime | None,
@@ -235,11 +237,11 @@ def _apply_recency(
     now_ts = now.timestamp() if now is not None else time.time()
     out = {}
     for cid, score in fused.items():
-        ts = chunks[cid].timestamp
+        ts = timestamps.get(cid)
         if ts is None:
             out[cid] = score  # undated items are neither favoured nor penalized
             continue
-        age_days = max(0.0, (now_ts - ts.timestamp()) / 86400.0)
+        age_days = max(0.0, (now_ts - ts) / 86400.0)
         decay = math.pow(0.5, age_days / half_life_days)
         out[cid] = score * ((1.0 - weight) + weight * decay)
     return out

@@ -361,6 +361,21 @@ class Store:
                 out[row[0]] = _row_to_chunk(row)
         return out
 
+    def timestamps(self, user_id: str, ids: Sequence[int]) -> dict[int, float | None]:
+        """Epoch timestamps of the documents behind these chunks (recency ranking)."""
+        out: dict[int, float | None] = {}
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), 900):
+            part = ids[start : start + 900]
+            marks = ",".join("?" * len(part))
+            for cid, ts in self.query(
+                f"SELECT c.id, d.timestamp FROM chunks c JOIN documents d ON d.id = c.doc_id "
+                f"WHERE c.user_id = ? AND c.id IN ({marks})",
+                (user_id, *part),
+            ):
+                out[cid] = ts
+        return out
+
     def filtered_chunk_ids(
         self,
         user_id: str,
