@@ -45,7 +45,7 @@ class RetrievalConfig:
         recency_weight: share of the score subject to decay when recency is on.
     """
 
-    bm25_weight: float = 0.4
+    bm25_weight: float = 0.3
     dense_share: float = 0.4
     candidates: int = 50
     mmr_lambda: float | None = None
