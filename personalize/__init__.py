@@ -17,7 +17,14 @@ from __future__ import annotations
 
 import logging
 
-from .embeddings import Embedder, LlamaIndexEmbedder, SentenceTransformerEmbedder, default_embedder
+from .embeddings import (
+    Embedder,
+    LlamaIndexEmbedder,
+    OnnxEmbedder,
+    SentenceTransformerEmbedder,
+    default_embedder,
+    make_embedder,
+)
 from .errors import (
     ConfigError,
     IndexBackendError,
@@ -53,6 +60,7 @@ __all__ = [
     "LoaderLimits",
     "MissingDependencyError",
     "NotFoundError",
+    "OnnxEmbedder",
     "PersonalizeError",
     "Personalizer",
     "PersonalizerConfig",
@@ -62,6 +70,7 @@ __all__ = [
     "TiktokenCounter",
     "TokenCounter",
     "default_embedder",
+    "make_embedder",
 ]
 
 __version__ = "0.1.0"

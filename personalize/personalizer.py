@@ -23,7 +23,7 @@ from ._context_api import ContextMixin
 from ._ids import validate_user_id
 from ._knowledge_api import KnowledgeMixin
 from .chunking import Chunker
-from .embeddings import Embedder, QueryCache, default_embedder
+from .embeddings import Embedder, QueryCache, backend_of, default_embedder
 from .errors import ConfigError, IngestError, NotFoundError
 from .ingest import Ingestor, WrittenBatch
 from .lexical import LexicalIndex
@@ -93,7 +93,7 @@ class Personalizer(KnowledgeMixin, ContextMixin):
         self.embedder: Embedder = embedder or default_embedder()
         self.llm = llm
         self.store = Store(self.path / DB_FILE)
-        self.store.check_embedder(self.embedder.name, self.embedder.dim)
+        self.store.check_embedder(self.embedder.name, self.embedder.dim, backend_of(self.embedder))
         if index is None:
             self.index = _default_faiss(self.path, self.embedder.dim, self.config)
         elif callable(index) and not hasattr(index, "search"):

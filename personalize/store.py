@@ -176,23 +176,31 @@ class Store:
         rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
         return rows[0][0] if rows else None
 
-    def check_embedder(self, name: str, dim: int) -> None:
-        """Record the embedder on first use; refuse a different one later.
+    def check_embedder(self, name: str, dim: int, backend: str = "torch-fp32") -> None:
+        """Record the embedder on first use; refuse an incompatible one later.
 
-        Vectors of two models (or numerics) are not comparable, so mixing them
-        would silently break retrieval.
+        Vectors of two models are not comparable, so mixing them would silently
+        break retrieval. Backends of one model whose vectors agree within their
+        stated cosine bound (torch fp32 and ONNX fp32) may share a directory;
+        the first recorded backend is kept.
         """
+        from .embeddings import backends_compatible
+
         with self.transaction() as cur:
             row = cur.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
-            current = json.dumps({"name": name, "dim": dim}, sort_keys=True)
             if row is None:
-                cur.execute("INSERT INTO meta VALUES ('embedder', ?)", (current,))
-            elif row[0] != current:
-                stored = json.loads(row[0])
+                cur.execute(
+                    "INSERT INTO meta VALUES ('embedder', ?)",
+                    (json.dumps({"name": name, "dim": dim, "backend": backend}, sort_keys=True),),
+                )
+                return
+            stored = json.loads(row[0])
+            stored.setdefault("backend", "torch-fp32")
+            if stored["name"] != name or stored["dim"] != dim or not backends_compatible(stored["backend"], backend):
                 raise ConfigError(
-                    f"this data directory was built with embedder {stored['name']!r} "
-                    f"(dim {stored['dim']}); it cannot be opened with {name!r} (dim {dim}). "
-                    "Re-ingest into a new directory to change embedders."
+                    f"this data directory was built with embedder {stored['name']!r} on "
+                    f"{stored['backend']} (dim {stored['dim']}); it cannot be opened with {name!r} on "
+                    f"{backend} (dim {dim}). Re-ingest into a new directory to change embedders."
                 )
 
     # ------------------------------------------------------------------- users

@@ -25,8 +25,11 @@ class CachingEmbedder:
     """Wraps an embedder and remembers every text's vector (benchmarks re-ingest the same texts)."""
 
     def __init__(self, inner: Any) -> None:
+        from personalize.embeddings import backend_of
+
         self.inner = inner
         self.name = inner.name
+        self.backend = backend_of(inner)
         self.dim = inner.dim
         self._cache: dict[str, np.ndarray] = {}
 
