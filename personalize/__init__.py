@@ -40,13 +40,16 @@ from .errors import (
 from .loaders import LoaderLimits
 from .personalizer import Personalizer, PersonalizerConfig
 from .retrieval import RetrievalConfig
+from .refresh import RefreshConfig, RefreshFailure, RefreshReport
+from .tasks import Task, TaskRegistry, default_tasks
 from .tokens import TiktokenCounter, TokenCounter
-from .types import Chunk, FileError, Hit, IngestResult, LoadedItem
+from .types import Chunk, Fact, FileError, Hit, IngestResult, LoadedItem, Memory, Summary
 
 __all__ = [
     "Chunk",
     "ConfigError",
     "Embedder",
+    "Fact",
     "FileError",
     "Hit",
     "IndexBackendError",
@@ -58,18 +61,26 @@ __all__ = [
     "LlamaIndexEmbedder",
     "LoadedItem",
     "LoaderLimits",
+    "Memory",
     "MissingDependencyError",
     "NotFoundError",
     "OnnxEmbedder",
     "PersonalizeError",
     "Personalizer",
     "PersonalizerConfig",
+    "RefreshConfig",
+    "RefreshFailure",
+    "RefreshReport",
     "RetrievalConfig",
     "SentenceTransformerEmbedder",
     "StoreError",
+    "Summary",
+    "Task",
+    "TaskRegistry",
     "TiktokenCounter",
     "TokenCounter",
     "default_embedder",
+    "default_tasks",
     "make_embedder",
 ]
 

@@ -21,8 +21,10 @@ CREATE TABLE IF NOT EXISTS users (
     created_at   REAL NOT NULL,
     data_version INTEGER NOT NULL DEFAULT 0
 );
+-- AUTOINCREMENT: ids of deleted rows are never handed out again, so a chunk id
+-- (held by vector indexes, facts' sources, refresh cursors) names one chunk forever.
 CREATE TABLE IF NOT EXISTS documents (
-    id           INTEGER PRIMARY KEY,
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id      TEXT NOT NULL,
     kind         TEXT NOT NULL,
     source       TEXT NOT NULL,
@@ -38,7 +40,7 @@ CREATE TABLE IF NOT EXISTS documents (
 );
 CREATE INDEX IF NOT EXISTS documents_by_session ON documents (user_id, session, timestamp, id);
 CREATE TABLE IF NOT EXISTS chunks (
-    id        INTEGER PRIMARY KEY,
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id   TEXT NOT NULL,
     doc_id    INTEGER NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
     position  INTEGER NOT NULL,
@@ -60,12 +62,13 @@ CREATE TABLE IF NOT EXISTS summaries (
     PRIMARY KEY (user_id, task)
 );
 CREATE TABLE IF NOT EXISTS facts (
-    id            INTEGER PRIMARY KEY,
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id       TEXT NOT NULL,
     text          TEXT NOT NULL,
     category      TEXT NOT NULL,
     subject       TEXT NOT NULL,               -- normalized key used for supersession
     polarity      INTEGER NOT NULL DEFAULT 1,
+    quote         TEXT,                        -- the user's own words, when known
     confidence    REAL NOT NULL,
     sources       TEXT NOT NULL DEFAULT '[]',  -- JSON list of chunk ids
     generator     TEXT NOT NULL,
@@ -92,6 +95,8 @@ CREATE TABLE IF NOT EXISTS refresh_state (
     status     TEXT NOT NULL,                  -- 'ok' | 'failed'
     error      TEXT,
     attempts   INTEGER NOT NULL DEFAULT 0,
+    seen       INTEGER NOT NULL DEFAULT 0,     -- chunks with id <= cursor when it was set
+    mark       TEXT NOT NULL DEFAULT '',       -- hash of the cursor chunk's text (detects id reuse)
     updated_at REAL NOT NULL,
     PRIMARY KEY (user_id, step)
 );

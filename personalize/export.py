@@ -7,8 +7,8 @@ Format (version 1)::
      "documents": [{id, kind, source, external_id, role, speaker, session,
                     timestamp, metadata, created_at, chunks: [{id, position, text}]}],
      "summaries": [{task, text, sources, generator, data_version, created_at}],
-     "facts": [{id, text, category, subject, confidence, sources, generator,
-                valid_from, valid_to, superseded_by, created_at}],
+     "facts": [{id, text, category, subject, polarity, quote, confidence, sources,
+                generator, valid_from, valid_to, superseded_by, created_at}],
      "memories": [{version, text, generator, data_version, created_at}]}
 
 Embeddings are not exported: they are derived from the texts.
@@ -45,13 +45,13 @@ def export_user(store: Store, user_id: str) -> dict[str, Any]:
     ]
     facts = [
         {
-            "id": i, "text": x, "category": cat, "subject": subj, "confidence": conf,
-            "sources": json.loads(src), "generator": g, "valid_from": _iso(vf), "valid_to": _iso(vt),
-            "superseded_by": sup, "created_at": _iso(c),
+            "id": i, "text": x, "category": cat, "subject": subj, "polarity": pol, "quote": quote,
+            "confidence": conf, "sources": json.loads(src), "generator": g, "valid_from": _iso(vf),
+            "valid_to": _iso(vt), "superseded_by": sup, "created_at": _iso(c),
         }
-        for i, x, cat, subj, conf, src, g, vf, vt, sup, c in store.query(
-            "SELECT id, text, category, subject, confidence, sources, generator, valid_from, valid_to, "
-            "superseded_by, created_at FROM facts WHERE user_id = ? ORDER BY id",
+        for i, x, cat, subj, pol, quote, conf, src, g, vf, vt, sup, c in store.query(
+            "SELECT id, text, category, subject, polarity, quote, confidence, sources, generator, valid_from, "
+            "valid_to, superseded_by, created_at FROM facts WHERE user_id = ? ORDER BY id",
             (user_id,),
         )
     ]

@@ -137,6 +137,10 @@ class Fact:
         valid_to: when it stopped being true (set on supersession).
         superseded_by: id of the fact that replaced it (``None``: current).
         created_at: when it was extracted.
+        polarity: 1 for a positive statement ("Loves hiking"), -1 for a negated
+            one ("No longer uses Neovim"); facts of one subject and opposite
+            polarity contradict each other.
+        quote: the user's own words the fact was read from, when known.
     """
 
     id: int
@@ -151,6 +155,8 @@ class Fact:
     valid_to: datetime | None
     superseded_by: int | None
     created_at: datetime
+    polarity: int = 1
+    quote: str | None = None
 
     @property
     def current(self) -> bool:

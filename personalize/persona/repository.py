@@ -1,0 +1,362 @@
+"""Persona facts in SQLite: merging duplicates, superseding contradictions, keeping history.
+
+A candidate meets the user's current facts in three ways:
+
+- **duplicate** (same polarity and the same normalized text, or embedding
+  cosine >= ``duplicate_threshold``, or the same object-keyed subject such as
+  ``likes:hiking``): merged into the existing fact, whose sources grow; no new row.
+- **contradiction** (same subject, or named in the candidate's ``supersedes``):
+  the candidate becomes current; the old fact gets ``superseded_by`` and
+  ``valid_to`` and stays in history.
+- **older than the current fact on its subject** (both have timestamps and the
+  candidate's is earlier: data ingested out of order): stored directly as
+  history, superseded by the fact that is already current.
+
+Fact embeddings are stored with the facts, so query-time matching
+(:meth:`FactRepository.matches`) needs no model call beyond the query's.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from ..embeddings import Embedder
+from ..store import Store, from_epoch, to_epoch
+from ..types import Fact
+from .base import FactCandidate
+from .lexicon import normalize_text
+
+__all__ = ["FactChanges", "FactRepository", "embedding_text", "is_slot"]
+
+_COLUMNS = (
+    "id, user_id, text, category, subject, confidence, sources, generator, valid_from, valid_to, "
+    "superseded_by, created_at, polarity, embedding, quote"
+)
+
+
+@dataclass
+class FactChanges:
+    """What one :meth:`FactRepository.apply` did."""
+
+    added: int = 0
+    superseded: int = 0
+    merged: int = 0
+    ids: list[int] = field(default_factory=list)
+
+    def __iadd__(self, other: FactChanges) -> FactChanges:
+        self.added += other.added
+        self.superseded += other.superseded
+        self.merged += other.merged
+        self.ids.extend(other.ids)
+        return self
+
+
+@dataclass
+class _Live:
+    """A current fact held in memory while a batch is applied."""
+
+    id: int
+    subject: str
+    polarity: int
+    norm: str
+    vector: np.ndarray | None
+    valid_from: float | None
+    sources: list[int]
+    confidence: float
+
+
+def is_slot(subject: str) -> bool:
+    """Whether a subject is a slot whose value can change ("diet", "editor", "favorite:color").
+
+    Other subjects name their object ("likes:hiking", "allergy:peanut"): a
+    second statement of the same polarity on them restates the same fact, so it
+    merges instead of superseding.
+    """
+    return ":" not in subject or subject.startswith(("favorite:", "my:", "goal:training"))
+
+
+def embedding_text(subject: str, text: str) -> str:
+    """The text a fact is embedded as: slot subjects lead ("diet: Eats fish now")."""
+    if ":" not in subject and subject:
+        return f"{subject.replace('_', ' ')}: {text}"
+    return text
+
+
+def _row_to_fact(row: Sequence) -> Fact:
+    return Fact(
+        id=row[0], user_id=row[1], text=row[2], category=row[3], subject=row[4],
+        confidence=float(row[5]), sources=tuple(json.loads(row[6] or "[]")), generator=row[7],
+        valid_from=from_epoch(row[8]), valid_to=from_epoch(row[9]), superseded_by=row[10],
+        created_at=from_epoch(row[11]) or datetime.fromtimestamp(0), polarity=int(row[12]),
+        quote=row[14],
+    )
+
+
+class FactRepository:
+    """The ``facts`` table of one store.
+
+    Args:
+        store: the SQLite store.
+        embedder: embeds fact texts (for duplicate detection and query matching).
+        duplicate_threshold: cosine at or above which two facts of the same
+            polarity are the same fact.
+    """
+
+    def __init__(self, store: Store, embedder: Embedder, *, duplicate_threshold: float = 0.92) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.duplicate_threshold = duplicate_threshold
+
+    # ------------------------------------------------------------------ read
+    def facts(self, user_id: str, *, history: bool = False) -> list[Fact]:
+        """The user's current facts (``history=True``: every fact, superseded ones too), oldest first."""
+        where = "" if history else " AND superseded_by IS NULL"
+        rows = self.store.query(
+            f"SELECT {_COLUMNS} FROM facts WHERE user_id = ?{where} "
+            "ORDER BY COALESCE(valid_from, created_at), id",
+            (user_id,),
+        )
+        return [_row_to_fact(r) for r in rows]
+
+    def count(self, user_id: str) -> tuple[int, int]:
+        """``(current, total)`` fact counts."""
+        row = self.store.query(
+            "SELECT SUM(superseded_by IS NULL), COUNT(*) FROM facts WHERE user_id = ?", (user_id,)
+        )[0]
+        return int(row[0] or 0), int(row[1] or 0)
+
+    def matches(self, user_id: str, query_vector: np.ndarray, k: int) -> list[tuple[Fact, float]]:
+        """Current facts ranked by cosine similarity to ``query_vector``, best first."""
+        if k <= 0:
+            return []
+        rows = self.store.query(
+            f"SELECT {_COLUMNS} FROM facts WHERE user_id = ? AND superseded_by IS NULL "
+            "AND embedding IS NOT NULL",
+            (user_id,),
+        )
+        if not rows:
+            return []
+        vectors = np.frombuffer(b"".join(r[13] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        query = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+        if vectors.shape[1] != query.shape[0]:
+            return []
+        scores = vectors @ query
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [(_row_to_fact(rows[i]), float(scores[i])) for i in order]
+
+    # ----------------------------------------------------------------- write
+    def embed(self, candidates: Sequence[FactCandidate]) -> np.ndarray:
+        """Embeddings of the candidates (call outside the write transaction).
+
+        The user's own words are embedded when known ("I switched to Helix"):
+        queries are written by the same user, in the first person. A slot
+        subject leads ("editor: ..."), so that a query about the slot ("which
+        editor...") finds the fact even when its words do not name the slot.
+        """
+        return self.embedder.embed([embedding_text(c.subject, c.quote or c.text) for c in candidates])
+
+    def apply(
+        self,
+        cur: sqlite3.Cursor,
+        user_id: str,
+        candidates: Sequence[FactCandidate],
+        generator: str,
+        vectors: np.ndarray | None = None,
+    ) -> FactChanges:
+        """Merge, supersede or insert each candidate, in time order, inside ``cur``'s transaction.
+
+        Args:
+            cur: a cursor of an open write transaction (``store.transaction()``).
+            user_id: whose facts.
+            candidates: the new candidates.
+            generator: ``"rules"`` or the model name.
+            vectors: the candidates' embeddings, aligned (from :meth:`embed`).
+
+        Returns:
+            Counts of added, superseded and merged facts.
+        """
+        changes = FactChanges()
+        if not candidates:
+            return changes
+        live = self._live(cur, user_id)
+        order = sorted(
+            range(len(candidates)),
+            key=lambda i: (to_epoch(candidates[i].valid_from) or float("-inf"), min(candidates[i].sources or (0,)), i),
+        )
+        now = time.time()
+        for i in order:
+            cand = candidates[i]
+            vector = None if vectors is None else np.asarray(vectors[i], dtype=np.float32)
+            norm = normalize_text(cand.text)
+            start = to_epoch(cand.valid_from)
+            dup = self._duplicate(live, cand, norm, vector)
+            if dup is not None:
+                dup.sources = sorted(set(dup.sources) | set(cand.sources))
+                dup.confidence = max(dup.confidence, cand.confidence)
+                if start is not None and (dup.valid_from is None or start < dup.valid_from):
+                    dup.valid_from = start
+                cur.execute(
+                    "UPDATE facts SET sources = ?, confidence = ?, valid_from = ? WHERE id = ?",
+                    (json.dumps(dup.sources), dup.confidence, dup.valid_from, dup.id),
+                )
+                changes.merged += 1
+                continue
+            wanted = set(cand.supersedes)
+            conflicts = [f for f in live if f.subject == cand.subject or f.id in wanted]
+            newer = [f for f in conflicts if start is not None and f.valid_from is not None and f.valid_from > start]
+            if newer:
+                # Said before what is already current: history only (once: re-reading
+                # the same data merges into the history row it made the first time).
+                past = self._history_duplicate(cur, user_id, cand, norm)
+                if past is not None:
+                    past_id, past_sources = past
+                    cur.execute("UPDATE facts SET sources = ? WHERE id = ?",
+                                (json.dumps(sorted(set(past_sources) | set(cand.sources))), past_id))
+                    changes.merged += 1
+                    continue
+                winner = max(newer, key=lambda f: (f.valid_from or 0.0, f.id))
+                new_id = self._insert(cur, user_id, cand, generator, vector, now, winner.id, winner.valid_from)
+                changes.added += 1
+                changes.ids.append(new_id)
+                continue
+            new_id = self._insert(cur, user_id, cand, generator, vector, now, None, None)
+            changes.added += 1
+            changes.ids.append(new_id)
+            for old in conflicts:
+                cur.execute(
+                    "UPDATE facts SET superseded_by = ?, valid_to = ? WHERE id = ?",
+                    (new_id, start if start is not None else now, old.id),
+                )
+                live.remove(old)
+                changes.superseded += 1
+            live.append(_Live(new_id, cand.subject, cand.polarity, norm, vector, start,
+                              sorted(set(cand.sources)), cand.confidence))
+        return changes
+
+    def prune_deleted(self, cur: sqlite3.Cursor, user_id: str, live_chunks: Mapping[int, str]) -> int:
+        """Drop deleted chunks from fact sources; delete facts left with no source.
+
+        A fact drawn only from data the user deleted must not outlive that data.
+        Since SQLite can give a deleted chunk's id to a new chunk, a source also
+        counts as gone when the fact's quote (the user's words, when the
+        extractor kept them) is no longer in that chunk's text.
+
+        Args:
+            cur: a cursor of an open write transaction.
+            user_id: whose facts.
+            live_chunks: ``{chunk id: text}`` of the user's chunks now.
+
+        Returns:
+            How many facts were deleted.
+        """
+        deleted = 0
+        words: dict[int, set[str]] = {}
+
+        def supports(chunk_id: int, quote: str | None) -> bool:
+            if chunk_id not in live_chunks:
+                return False
+            if not quote:
+                return True
+            if chunk_id not in words:
+                words[chunk_id] = set(normalize_text(live_chunks[chunk_id]).split())
+            return set(normalize_text(quote).split()) <= words[chunk_id]
+
+        for fact_id, sources, quote in cur.execute(
+            "SELECT id, sources, quote FROM facts WHERE user_id = ? ORDER BY id DESC", (user_id,)
+        ).fetchall():
+            ids = json.loads(sources or "[]")
+            kept = [i for i in ids if supports(i, quote)]
+            if len(kept) == len(ids):
+                continue
+            if not kept:
+                # Read now, not before the loop: deleting a newer fact re-links this one.
+                successor = cur.execute("SELECT superseded_by FROM facts WHERE id = ?", (fact_id,)).fetchone()[0]
+                # The facts this one replaced now answer to its own successor; if it
+                # was current, they are current again: the data that overruled them is gone.
+                if successor is None:
+                    cur.execute(
+                        "UPDATE facts SET superseded_by = NULL, valid_to = NULL "
+                        "WHERE user_id = ? AND superseded_by = ?",
+                        (user_id, fact_id),
+                    )
+                else:
+                    cur.execute(
+                        "UPDATE facts SET superseded_by = ? WHERE user_id = ? AND superseded_by = ?",
+                        (successor, user_id, fact_id),
+                    )
+                cur.execute("DELETE FROM facts WHERE id = ?", (fact_id,))
+                deleted += 1
+            else:
+                cur.execute("UPDATE facts SET sources = ? WHERE id = ?", (json.dumps(kept), fact_id))
+        return deleted
+
+    # ------------------------------------------------------------- internals
+    def _live(self, cur: sqlite3.Cursor, user_id: str) -> list[_Live]:
+        out = []
+        for fid, text, subject, polarity, embedding, valid_from, sources, confidence in cur.execute(
+            "SELECT id, text, subject, polarity, embedding, valid_from, sources, confidence FROM facts "
+            "WHERE user_id = ? AND superseded_by IS NULL ORDER BY id",
+            (user_id,),
+        ).fetchall():
+            vector = np.frombuffer(embedding, dtype=np.float32) if embedding else None
+            out.append(_Live(fid, subject, int(polarity), normalize_text(text), vector, valid_from,
+                             json.loads(sources or "[]"), float(confidence)))
+        return out
+
+    @staticmethod
+    def _history_duplicate(
+        cur: sqlite3.Cursor, user_id: str, cand: FactCandidate, norm: str
+    ) -> tuple[int, list[int]] | None:
+        for fid, text, sources in cur.execute(
+            "SELECT id, text, sources FROM facts WHERE user_id = ? AND subject = ? AND polarity = ? "
+            "AND superseded_by IS NOT NULL",
+            (user_id, cand.subject, cand.polarity),
+        ).fetchall():
+            if normalize_text(text) == norm:
+                return int(fid), json.loads(sources or "[]")
+        return None
+
+    def _duplicate(
+        self, live: list[_Live], cand: FactCandidate, norm: str, vector: np.ndarray | None
+    ) -> _Live | None:
+        best, best_score = None, self.duplicate_threshold
+        for fact in live:
+            if fact.polarity != cand.polarity:
+                continue
+            if fact.norm == norm or (fact.subject == cand.subject and not is_slot(cand.subject)):
+                return fact
+            if vector is not None and fact.vector is not None and fact.vector.shape == vector.shape:
+                score = float(fact.vector @ vector)
+                if score >= best_score:
+                    best, best_score = fact, score
+        return best
+
+    @staticmethod
+    def _insert(
+        cur: sqlite3.Cursor,
+        user_id: str,
+        cand: FactCandidate,
+        generator: str,
+        vector: np.ndarray | None,
+        now: float,
+        superseded_by: int | None,
+        valid_to: float | None,
+    ) -> int:
+        cur.execute(
+            "INSERT INTO facts (user_id, text, category, subject, polarity, confidence, sources, generator, "
+            "valid_from, valid_to, superseded_by, embedding, created_at, quote) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                user_id, cand.text, cand.category, cand.subject, cand.polarity, cand.confidence,
+                json.dumps(sorted(set(cand.sources))), generator, to_epoch(cand.valid_from), valid_to,
+                superseded_by, None if vector is None else vector.tobytes(), now, cand.quote,
+            ),
+        )
+        return int(cur.lastrowid)
