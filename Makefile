@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test e2e bench soak ui clean help
+.PHONY: install demo test e2e bench soak ui screenshots clean help
 
 help:
 	@echo "make demo   - run the offline demo on the bundled sample users (demos/data)"
@@ -39,6 +39,7 @@ test: $(STAMP)
 	  if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 e2e: $(STAMP)
+	@test -x /usr/bin/chromium || echo "browser tests will skip: apt-get install chromium"
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m e2e $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
 
@@ -52,7 +53,12 @@ soak: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m tests.bench.bench_soak --out bench-results/soak.json
 
 ui: $(STAMP)
-	HF_HUB_OFFLINE=1 $(VENV)/bin/streamlit run demos/streamlit_app.py --server.address 127.0.0.1
+	HF_HUB_OFFLINE=1 $(VENV)/bin/streamlit run demos/streamlit_app.py --server.address 127.0.0.1 \
+	  --browser.gatherUsageStats false --client.toolbarMode minimal
+
+# Re-take the screenshots in docs/img (needs Debian's chromium).
+screenshots: $(STAMP)
+	HF_HUB_OFFLINE=1 PERSONALIZE_SCREENSHOT_DIR=docs/img $(PY) -m pytest -q -m e2e tests/e2e/test_streamlit_browser.py
 
 clean:
 	rm -rf .demo-data bench-results .pytest_cache
