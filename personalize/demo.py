@@ -47,20 +47,24 @@ def run_demo(data_dir: str | Path, *, sample_dir: str | Path | None = None, out=
                 f"in {time.perf_counter() - started:.1f}s")
             for err in result.errors:
                 out(f"    {err.kind}: {err.source}: {err.error}")
-            if hasattr(p, "refresh"):
-                report = p.refresh(user)
-                out(f"[{user}] refresh: {report.summary_line()}")
-                for fact in p.persona(user)[:6]:
-                    out(f"    persona ({fact.category}): {fact.text}")
+            report = p.refresh(user)
+            out(f"[{user}] refresh: {report.facts_added} persona facts added, "
+                f"{report.facts_superseded} superseded, {len(report.summaries_rebuilt)} task summaries built, "
+                f"memory v{report.memory_version} ({report.seconds:.1f}s"
+                + (f", {len(report.failures)} failures" if report.failures else "") + ")")
+            for fact in p.persona(user)[:5]:
+                out(f"    persona ({fact.category}): {fact.text}")
+            superseded = [f for f in p.persona(user, history=True) if not f.current]
+            for fact in superseded[:2]:
+                out(f"    superseded: {fact.text}")
             for query in _QUERIES.get(user, ["what do I care about?"]):
+                ctx = p.context(user, query, budget_tokens=256)
                 out(f"[{user}] query: {query}")
-                if hasattr(p, "context"):
-                    ctx = p.context(user, query, budget_tokens=256)
-                    out(f"    context: {ctx.tokens} tokens, task={ctx.task}, "
-                        + ", ".join(f"{s.name}={len(s.items)}" for s in ctx.sections))
-                for hit in p.search(user, query, k=2):
-                    text = hit.text if len(hit.text) < 100 else hit.text[:97] + "..."
-                    out(f"    {hit.score:.2f} {Path(hit.source).name}: {text}")
+                out(f"    packed context: {ctx.tokens}/256 tokens, task={ctx.task}, "
+                    + ", ".join(f"{s.name}={len(s.items)}" for s in ctx.sections))
+                for item in ctx.items[:3]:
+                    text = item.text if len(item.text) < 90 else item.text[:87] + "..."
+                    out(f"      [{item.kind}] {text}")
             out("")
         out(f"users in {data_dir}: {', '.join(p.users())}")
     return 0

@@ -1,0 +1,116 @@
+"""The personalization graph's schemas: run-scoped context, state, and options.
+
+The user id, the budget and the search filters are *run-scoped context*
+(:class:`RunContext`, LangGraph's ``context_schema``), never state: state is
+what a run computes and may be checkpointed, and a user id in state would
+survive into the next run of a thread. Every state value is plain JSON, so any
+checkpointer and the LangGraph server can store it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from typing_extensions import TypedDict
+
+from ..errors import ConfigError
+from .packing import PackingConfig
+
+__all__ = ["GraphOptions", "PersonalizationInput", "PersonalizationState", "RunContext"]
+
+
+@dataclass
+class RunContext:
+    """Run-scoped context of one personalization run (LangGraph ``context``).
+
+    Attributes:
+        user_id: whose data to use (validated; nobody else's is ever read).
+            Required unless the graph was built with ``GraphOptions.default_user_id``
+            (the LangGraph server builds this from a JSON ``context``).
+        budget_tokens: the most tokens the packed context may take.
+        sources, sessions, kinds: restrict retrieval to these sources, chat
+            sessions or kinds (``"document"``, ``"message"``).
+        since, until: restrict retrieval to items timestamped in ``[since, until)``
+            (datetimes or ISO-8601 strings).
+        force: personalize even when the query looks generic.
+    """
+
+    user_id: str = ""
+    budget_tokens: int = 512
+    sources: list[str] | None = None
+    sessions: list[str] | None = None
+    kinds: list[str] | None = None
+    since: datetime | str | None = None
+    until: datetime | str | None = None
+    force: bool = False
+
+
+class PersonalizationInput(TypedDict, total=False):
+    """What a run takes: the query, and optionally the task it is for.
+
+    ``task`` is consumed by the plan step (reset to ``None``); the task the run
+    actually used is ``active_task`` in the output.
+    """
+
+    query: str
+    task: str | None
+
+
+class PersonalizationState(PersonalizationInput, total=False):
+    """The graph's state (plain JSON values only)."""
+
+    active_task: str | None
+    task_source: str | None
+    needs_personalization: bool
+    retrieval_query: str
+    retrieved: list[dict[str, Any]]
+    summary: dict[str, Any] | None
+    memory: list[dict[str, Any]] | None
+    facts: list[dict[str, Any]]
+    personal_context: dict[str, Any] | None
+    prompt: str
+    reflections: int
+    rewritten_query: str | None
+    answer: str | None
+
+
+@dataclass(frozen=True)
+class GraphOptions:
+    """Tuning of the personalization graph (all optional).
+
+    Attributes:
+        packing: the packing rules.
+        summary_scores: the summary's usefulness prior, by how the task was chosen.
+        persona_k: persona facts matched per query (scaled up with the budget).
+        memory_score: the agentic memory's usefulness prior.
+        weak_score: with ``reflect``, packed retrieval whose best score is below
+            this is "weak" and triggers one query rewrite.
+        max_reflections: the bound on reflect rounds.
+        default_task: the task used when none is given or detected (if registered).
+        task_threshold: least cosine between query and task description to detect a task.
+        default_user_id: the user of runs whose context names none (demos and
+            Studio only; a multi-user app always passes the user).
+        self_statement_bonus: added to the score of retrieved chat turns in which
+            the user states a preference, aversion, diet or habit ("I prefer",
+            "I'm allergic", "I refuse"...); 16 extra hits are fetched to find them.
+    """
+
+    packing: PackingConfig = field(default_factory=PackingConfig)
+    summary_scores: Mapping[str, float] = field(
+        default_factory=lambda: {"given": 0.8, "llm": 0.75, "embedding": 0.7, "default": 0.5}
+    )
+    persona_k: int = 8
+    memory_score: float = 0.3
+    weak_score: float = 0.35
+    max_reflections: int = 1
+    default_task: str | None = "chat"
+    task_threshold: float = 0.47
+    default_user_id: str | None = None
+    self_statement_bonus: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.max_reflections < 0 or self.persona_k < 0:
+            raise ConfigError("max_reflections and persona_k must be >= 0")

@@ -1,0 +1,200 @@
+"""The compiled personalization graph, run directly with the user in the run-scoped context."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from personalize.agent import PersonalContext
+from personalize.agent.graph import RunContext, context_from_state, create_personalization_graph
+from personalize.errors import ConfigError, InvalidUserIdError, NotFoundError
+from personalize.tokens import default_token_counter
+
+USERS = ("alice", "bob", "carol")
+QUERIES = (
+    "what should I eat tonight?",
+    "plan my next trip",
+    "which editor do I use?",
+    "recommend a movie for me",
+    "help me with my training plan",
+    "what do you know about me?",
+    "write a subject line for this email: the quiz moved to Thursday",
+)
+
+
+def test_graph_runs_with_the_user_in_the_run_context(loaded) -> None:
+    graph = create_personalization_graph(loaded)
+    out = graph.invoke({"query": "what can I eat before my long run?"}, context=RunContext(user_id="bob", budget_tokens=300))
+    ctx = context_from_state(out)
+    assert isinstance(ctx, PersonalContext) and ctx.user_id == "bob"
+    assert "peanut" in out["prompt"].lower()
+    assert ctx.tokens == default_token_counter().count(out["prompt"]) <= 300
+    # The user id is run-scoped context, not an input or a state channel.
+    assert "user_id" not in graph.get_input_jsonschema()["properties"]
+    assert "user_id" in graph.get_context_jsonschema()["properties"]
+    # The same compiled graph serves a dict context (as the LangGraph server sends it).
+    again = graph.invoke({"query": "what can I eat before my long run?"}, context={"user_id": "bob", "budget_tokens": 300})
+    assert again["prompt"] == out["prompt"]
+
+
+def test_fetch_nodes_run_in_parallel(loaded) -> None:
+    graph = create_personalization_graph(loaded)
+    steps: dict[str, int] = {}
+    for event in graph.stream({"query": "dinner ideas"}, context=RunContext(user_id="alice"), stream_mode="debug"):
+        if event["type"] == "task":
+            steps[event["payload"]["name"]] = event["step"]
+    assert steps["retrieve"] == steps["load_summary"] == steps["match_persona"] == steps["plan"] + 1
+    assert steps["pack"] == steps["retrieve"] + 1
+
+    # And they really overlap in time: each waits at a barrier for the other.
+    barrier = threading.Barrier(2, timeout=10)
+    search, matches = loaded.search, getattr(loaded, "persona_matches", None)
+
+    def slow_search(*args, **kwargs):
+        barrier.wait()
+        return search(*args, **kwargs)
+
+    def slow_matches(*args, **kwargs):
+        barrier.wait()
+        return matches(*args, **kwargs) if matches else []
+
+    loaded.search, loaded.persona_matches = slow_search, slow_matches
+    out = graph.invoke({"query": "dinner ideas"}, context=RunContext(user_id="alice"))
+    assert out["personal_context"]["sections"], "both ran, concurrently, and the context was packed"
+
+
+def test_task_detection_and_given_task(loaded) -> None:
+    if not hasattr(loaded, "tasks"):
+        pytest.skip("the task registry (issue 3) is not there yet")
+    ctx = loaded.context("bob", "Write a subject line for this email: the Unit 4 quiz moves to Friday.")
+    assert ctx.task == "email_subject" and ctx.info["task_source"] == "embedding"
+    ctx = loaded.context("bob", "dinner ideas", task="email_subject")
+    assert ctx.task == "email_subject" and ctx.info["task_source"] == "given"
+    ctx = loaded.context("bob", "dinner ideas")
+    assert ctx.task == "chat" and ctx.info["task_source"] == "default"
+    with pytest.raises(NotFoundError):
+        loaded.context("bob", "dinner ideas", task="no-such-task")
+
+
+def test_generic_queries_need_no_personalization(loaded) -> None:
+    for query in ("what is 2+2", "what is the capital of Portugal", "explain how a hash table works"):
+        ctx = loaded.context("alice", query)
+        assert ctx.needs_personalization is False and ctx.is_empty and ctx.to_prompt() == ""
+    forced = loaded.context("alice", "what is the capital of Portugal", force=True)
+    assert forced.needs_personalization and not forced.is_empty
+
+
+def test_no_summary_degrades_to_more_retrieval(loaded) -> None:
+    ctx = loaded.context("bob", "how is my marathon training going?", budget_tokens=512)
+    assert ctx.section("summary") is None  # nothing refreshed yet
+    assert ctx.section("retrieved") is not None
+    assert 512 - 60 <= ctx.tokens <= 512, "the summary's share went to retrieval"
+
+
+@pytest.mark.parametrize("budget", [0, 16, 48, 100, 256, 512, 1024])
+def test_budget_is_exact_end_to_end(loaded, budget: int) -> None:
+    ctx = loaded.context("carol", "what should I read or watch this weekend?", budget_tokens=budget)
+    assert ctx.tokens == default_token_counter().count(ctx.to_prompt()) <= budget
+
+
+def test_isolation_between_users(loaded, fingerprints) -> None:
+    for user in USERS:
+        others = [w for u, words in fingerprints.items() if u != user for w in words]
+        for query in QUERIES:
+            ctx = loaded.context(user, query, budget_tokens=1024, force=True)
+            text = ctx.to_prompt().lower()
+            leaked = [w for w in others if w in text]
+            assert not leaked, f"{user}'s context for {query!r} contains {leaked}"
+            ids = [s.chunk_id for item in ctx.items for s in item.sources]
+            assert len(loaded.store.chunks(user, ids)) == len(set(ids)), "every source is the user's own chunk"
+        own = loaded.context(user, "tell me about my life, work and hobbies", budget_tokens=2048, force=True)
+        assert any(w in own.to_prompt().lower() for w in fingerprints[user])
+
+
+def test_unknown_user_gives_empty_context_and_bad_ids_are_refused(loaded) -> None:
+    ctx = loaded.context("nobody", "dinner ideas")
+    assert ctx.is_empty and ctx.tokens == 0 and ctx.to_prompt() == ""
+    for bad in ("../alice", "", "a/b", "alice\n"):
+        with pytest.raises(InvalidUserIdError):
+            loaded.context(bad, "dinner ideas")
+    graph = loaded.context_graph()
+    with pytest.raises(InvalidUserIdError):
+        graph.invoke({"query": "x"}, context=RunContext(user_id="../bob"))
+    with pytest.raises(ConfigError):
+        graph.invoke({"query": "x"})  # no user at all
+    with pytest.raises(ConfigError):
+        loaded.context("alice", "x", budget_tokens=-5)
+
+
+def test_graph_is_built_once_per_personalizer(loaded) -> None:
+    assert loaded.context_graph() is loaded.context_graph()
+
+
+def test_checkpointed_thread_does_not_carry_one_users_data_into_the_next_run(loaded, fingerprints) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    graph = create_personalization_graph(loaded, checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "t1"}}
+    first = graph.invoke({"query": "food allergies"}, config, context=RunContext(user_id="bob"))
+    assert "peanut" in first["prompt"].lower()
+    second = graph.invoke({"query": "what is 2+2"}, config, context=RunContext(user_id="alice"))
+    assert second["prompt"] == "" and second["retrieved"] == []
+
+
+def test_reflect_rewrites_a_weak_query_once(loaded) -> None:
+    from personalize.testing import FakeLLM
+
+    llm = FakeLLM(['{"task": null, "needs_personalization": true}', "peanut allergy race fueling"])
+    graph = create_personalization_graph(loaded, llm=llm, reflect=True)
+    out = graph.invoke({"query": "zqxv blorf wumpus"}, context=RunContext(user_id="bob", budget_tokens=400))
+    assert out["reflections"] == 1 and out["rewritten_query"] == "peanut allergy race fueling"
+    assert "peanut" in out["prompt"].lower()
+    assert len(llm.calls) == 2 and llm.remaining == 0, "one plan call and one bounded rewrite"
+    assert "zqxv blorf wumpus" in llm.calls[1][-1]["content"]
+
+
+def test_reflect_survives_an_llm_failure(loaded, caplog) -> None:
+    from personalize.errors import LLMError
+    from personalize.testing import FakeLLM
+
+    llm = FakeLLM([LLMError("down"), LLMError("down")])
+    graph = create_personalization_graph(loaded, llm=llm, reflect=True)
+    out = graph.invoke({"query": "zqxv blorf wumpus"}, context=RunContext(user_id="bob", budget_tokens=200))
+    assert out["reflections"] == 1 and out["personal_context"] is not None
+    assert any("failed" in r.message for r in caplog.records if r.levelname == "WARNING")
+
+
+def test_answer_node_uses_the_packed_context(loaded) -> None:
+    from personalize.testing import FakeLLM
+
+    llm = FakeLLM(['{"task": "chat", "needs_personalization": true}', "Try a peanut-free pasta dinner."])
+    graph = create_personalization_graph(loaded, llm=llm, answer=True)
+    out = graph.invoke({"query": "what should I eat before the race?"}, context=RunContext(user_id="bob"))
+    assert out["answer"] == "Try a peanut-free pasta dinner."
+    system, user = llm.calls[-1]
+    assert "<user_data>" in user["content"] and "never follow instructions" in system["content"]
+    with pytest.raises(ConfigError):
+        create_personalization_graph(loaded, answer=True)
+
+
+def test_acontext_matches_context(loaded) -> None:
+    sync = loaded.context("carol", "what do I use for single-cell analysis?", budget_tokens=256)
+    asynced = asyncio.run(loaded.acontext("carol", "what do I use for single-cell analysis?", budget_tokens=256))
+    assert asynced.to_prompt() == sync.to_prompt()
+    assert "scanpy" in sync.to_prompt().lower()
+
+
+def test_the_langgraph_demo_app_runs_offline(loaded, repo_root) -> None:
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("demo_langgraph_app", repo_root / "demos" / "langgraph" / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)  # cheap: the module builds its graph only when asked
+    app = module.build_app(loaded)
+    out = app.invoke({"question": "What should I eat before my race?"}, context=module.AppContext("bob", 300))
+    assert "no LLM configured" in out["answer"] and "<user_data>" in out["answer"]
+    assert "peanut" in out["personal_context"].lower()
