@@ -54,13 +54,16 @@ class KnowledgeMixin:
     def _refresher(self) -> Refresher:
         from .refresh import RefreshConfig, Refresher
 
-        config = self.refresh_config or RefreshConfig()
+        requested = self.refresh_config
         current = self.__dict__.get("_refresher_obj")
-        # Rebuilt when the LLM or the config was swapped on the instance.
-        if current is None or current.llm is not self.llm or current.config is not config:
+        # Rebuilt only when the LLM or the config was swapped on the instance:
+        # the refresher's fact repository caches per-user fact matrices.
+        if current is None or self.__dict__.get("_refresher_key") != (id(self.llm), id(requested)):
             with _init_lock:
-                current = Refresher(self.store, self.embedder, self.queries, self.tasks, self.llm, config)
+                current = Refresher(self.store, self.embedder, self.queries, self.tasks, self.llm,
+                                    requested or RefreshConfig())
                 self.__dict__["_refresher_obj"] = current
+                self.__dict__["_refresher_key"] = (id(self.llm), id(requested))
         return current
 
     def refresh(

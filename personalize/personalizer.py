@@ -389,6 +389,9 @@ class Personalizer(KnowledgeMixin, ContextMixin):
             self.store.delete_user(user_id)
             self.index.delete_user(user_id)
             self.lexical.delete_user(user_id)
+            refresher = self.__dict__.get("_refresher_obj")
+            if refresher is not None:  # in-memory copies of the user's facts
+                refresher.facts.forget_cache(user_id)
         logger.info("forgot one user")
 
 

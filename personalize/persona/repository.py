@@ -18,12 +18,16 @@ Fact embeddings are stored with the facts, so query-time matching
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 import json
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
@@ -113,6 +117,13 @@ class FactRepository:
         self.store = store
         self.embedder = embedder
         self.duplicate_threshold = duplicate_threshold
+        # Query-time matching reads every current fact of a user; keep the
+        # decoded facts and their matrix per user, keyed by a fingerprint of the
+        # user's fact rows (so writes by refresh, forget or another process
+        # invalidate it without any bookkeeping at the write sites).
+        self._matrix_cache: OrderedDict[str, tuple[tuple[Any, ...], list[Fact], np.ndarray]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.max_cached_users = 256
 
     # ------------------------------------------------------------------ read
     def facts(self, user_id: str, *, history: bool = False) -> list[Fact]:
@@ -132,24 +143,56 @@ class FactRepository:
         )[0]
         return int(row[0] or 0), int(row[1] or 0)
 
-    def matches(self, user_id: str, query_vector: np.ndarray, k: int) -> list[tuple[Fact, float]]:
-        """Current facts ranked by cosine similarity to ``query_vector``, best first."""
-        if k <= 0:
-            return []
+    def _fingerprint(self, user_id: str) -> tuple[Any, ...]:
+        return tuple(self.store.query(
+            "SELECT COUNT(*), MAX(id), SUM(superseded_by IS NULL), TOTAL(LENGTH(sources)), "
+            "TOTAL(confidence), TOTAL(LENGTH(text)) FROM facts WHERE user_id = ?",
+            (user_id,),
+        )[0])
+
+    def current_matrix(self, user_id: str) -> tuple[list[Fact], np.ndarray]:
+        """The user's current facts that have embeddings, and their ``(n, dim)`` matrix (cached)."""
+        key = self._fingerprint(user_id)
+        with self._cache_lock:
+            hit = self._matrix_cache.get(user_id)
+            if hit is not None and hit[0] == key:
+                self._matrix_cache.move_to_end(user_id)
+                return hit[1], hit[2]
         rows = self.store.query(
             f"SELECT {_COLUMNS} FROM facts WHERE user_id = ? AND superseded_by IS NULL "
             "AND embedding IS NOT NULL",
             (user_id,),
         )
-        if not rows:
+        facts = [_row_to_fact(r) for r in rows]
+        matrix = (
+            np.frombuffer(b"".join(r[13] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+            if rows else np.zeros((0, 0), dtype=np.float32)
+        )
+        with self._cache_lock:
+            self._matrix_cache[user_id] = (key, facts, matrix)
+            self._matrix_cache.move_to_end(user_id)
+            while len(self._matrix_cache) > self.max_cached_users:
+                self._matrix_cache.popitem(last=False)
+        return facts, matrix
+
+    def forget_cache(self, user_id: str) -> None:
+        """Drop the cached matrix of ``user_id`` (forget calls this)."""
+        with self._cache_lock:
+            self._matrix_cache.pop(user_id, None)
+
+    def matches(self, user_id: str, query_vector: np.ndarray, k: int) -> list[tuple[Fact, float]]:
+        """Current facts ranked by cosine similarity to ``query_vector``, best first."""
+        if k <= 0:
             return []
-        vectors = np.frombuffer(b"".join(r[13] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        facts, vectors = self.current_matrix(user_id)
+        if not facts:
+            return []
         query = np.asarray(query_vector, dtype=np.float32).reshape(-1)
         if vectors.shape[1] != query.shape[0]:
             return []
         scores = vectors @ query
         order = np.argsort(-scores, kind="stable")[:k]
-        return [(_row_to_fact(rows[i]), float(scores[i])) for i in order]
+        return [(facts[i], float(scores[i])) for i in order]
 
     # ----------------------------------------------------------------- write
     def embed(self, candidates: Sequence[FactCandidate]) -> np.ndarray:
