@@ -29,11 +29,22 @@ __all__ = ["LexicalIndex", "tokenize_query"]
 logger = logging.getLogger(__name__)
 
 
+_bm25s_logger_fixed = False
+
+
 def _bm25s() -> Any:
+    global _bm25s_logger_fixed
     try:
         import bm25s
     except ImportError as exc:  # pragma: no cover - core dependency
         raise MissingDependencyError("bm25s", "cpu", "BM25 retrieval") from exc
+    if not _bm25s_logger_fixed:
+        # bm25s pins its logger to DEBUG at import, which overrides the host
+        # application's logging configuration; hand the decision back to it.
+        bm25s_logger = logging.getLogger("bm25s")
+        if bm25s_logger.level == logging.DEBUG:
+            bm25s_logger.setLevel(logging.NOTSET)
+        _bm25s_logger_fixed = True
     return bm25s
 
 

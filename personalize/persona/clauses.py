@@ -87,8 +87,15 @@ OBJECT_FIRST = (
 MAX_TEXT_WORDS = 18
 
 
+# A single line break inside running text is a hard wrap (e-mail bodies, plain
+# text notes), not a sentence end: "I have a\nsevere peanut allergy" is one
+# sentence. Blank lines and lines starting a list item or heading still split.
+_SOFT_WRAP = re.compile(r"(?<=[^\s.!?:;])[ \t]*\n(?![ \t]*(?:\n|[-*+#>]|\d+[.)]\s))[ \t]*(?=[a-z(])")
+
+
 def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text`` (also split at line breaks)."""
+    """Sentences of ``text`` (also split at line breaks that are not soft wraps)."""
+    text = _SOFT_WRAP.sub(" ", text)
     return [s.strip() for s in _SENTENCE.split(text) if s and s.strip()]
 
 
