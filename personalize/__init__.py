@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 
+from .agent.context import ContextItem, ContextSection, PersonalContext, Source
 from .embeddings import (
     Embedder,
     LlamaIndexEmbedder,
@@ -48,6 +49,8 @@ from .types import Chunk, Fact, FileError, Hit, IngestResult, LoadedItem, Memory
 __all__ = [
     "Chunk",
     "ConfigError",
+    "ContextItem",
+    "ContextSection",
     "Embedder",
     "Fact",
     "FileError",
@@ -65,6 +68,7 @@ __all__ = [
     "MissingDependencyError",
     "NotFoundError",
     "OnnxEmbedder",
+    "PersonalContext",
     "PersonalizeError",
     "Personalizer",
     "PersonalizerConfig",
@@ -73,6 +77,7 @@ __all__ = [
     "RefreshReport",
     "RetrievalConfig",
     "SentenceTransformerEmbedder",
+    "Source",
     "StoreError",
     "Summary",
     "Task",
