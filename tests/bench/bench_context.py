@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from . import datasets
+from .bench_retrieval import _corpus
 from .common import CachingEmbedder, Timer, locomo_messages, locomo_text, percentiles, write_result
 
 BUDGETS = (256, 512, 1024, 2048)
@@ -145,23 +146,6 @@ def prefeval_quality(embedder: Any, form: str, n_items: int, refresh: bool, seed
     out: dict[str, Any] = {k: round(float(np.mean(v)), 4) for k, v in acc.items()}
     out["items"] = len(items)
     out["judged_generic"] = generic
-    return out
-
-
-def _corpus(n: int) -> list[str]:
-    texts: list[str] = []
-    for conv in datasets.load_locomo():
-        texts.extend(locomo_text(t) for t in conv.turns)
-    texts.extend(datasets.load_prefeval_filler(roles=("user", "assistant")))
-    for session in (1, 2, 3, 4):
-        for ep in datasets.load_msc_personasummary(session):
-            texts.extend(t.text for t in ep.turns)
-    texts = list(dict.fromkeys(t for t in texts if t.strip()))
-    out = texts[:n]
-    r = 1
-    while len(out) < n:
-        out.extend(f"{t} ({r})" for t in texts[: n - len(out)])
-        r += 1
     return out
 
 
