@@ -6,9 +6,10 @@ only ever touches the caller's shard) persisted as one file per user under
 least-recently-used order under a memory cap, so a store with thousands of
 users keeps only the active ones in memory.
 
-Small shards use exact inner-product search (``IndexFlatIP``, which at 100k
-vectors still answers in a few milliseconds); past ``ann_threshold`` vectors a
-shard is rebuilt as ``IndexIVFFlat``. The shard file holds the store data
+Small shards use exact inner-product search (``IndexFlatIP``, a few
+milliseconds up to ``DEFAULT_ANN_THRESHOLD`` = 50k vectors); past
+``ann_threshold`` vectors a shard is rebuilt as ``IndexIVFFlat`` with list and
+probe counts measured on real embeddings (``ivf_nlist``, ``ivf_nprobe``). The shard file holds the store data
 version it matches *inside* the same file (written atomically with
 ``os.replace``), so a crash or a concurrent writer can never pair vectors with
 the wrong version.
@@ -35,7 +36,7 @@ from personalize.errors import IndexBackendError, MissingDependencyError
 
 from .base import EMPTY_IDS, as_id_array, as_query_matrix
 
-__all__ = ["FaissIndex", "import_faiss"]
+__all__ = ["DEFAULT_ANN_THRESHOLD", "FaissIndex", "build_ivf", "import_faiss", "ivf_nlist", "ivf_nprobe"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +55,96 @@ def import_faiss() -> Any:
     return faiss
 
 
+#: Shards with more vectors than this switch from exact search to IVF.
+#:
+#: Chosen from tests/bench/bench_ann.py on real MiniLM embeddings of the dev
+#: corpus, one query at a time on the 2-core machine (docs/performance.md):
+#: exact search costs ~12 ms per 100k vectors on one core (p50 25 ms at 200k,
+#: over the 20 ms budget of a whole search), while IVF with the parameters below
+#: answers in ~0.5-2.5 ms at 50k-200k with recall@10 0.96-0.98 of exact. 50k
+#: keeps exact search (recall 1.0) for every user small enough to afford it.
+DEFAULT_ANN_THRESHOLD = 50_000
+
+#: Lists probed per query, at least (see ivf_nprobe).
+_MIN_NPROBE = 96
+
+
+def ivf_nlist(n: int) -> int:
+    """Inverted lists for an IVF shard of ``n`` vectors.
+
+    ~4*sqrt(n) (894 lists at 50k, 1,788 at 200k), but never fewer than 39
+    training points per list (FAISS's own minimum for a stable k-means).
+    """
+    return max(1, min(int(4 * math.sqrt(n)), n // 39))
+
+
+def ivf_nprobe(nlist: int) -> int:
+    """Lists probed per query for an IVF shard with ``nlist`` lists.
+
+    On the dev embeddings recall@10 follows the number of probed lists more
+    than their share: 96 probes gave 0.970-0.976 at 50k, 100k and 200k vectors
+    whether there were 1,024 or 2,048 lists, 64 probes only 0.954-0.962 (too
+    close to the 0.95 floor). Past ~1,500 lists a 1/16 share takes over, so
+    shards far larger than measured keep probing the same fraction.
+    """
+    return min(nlist, max(_MIN_NPROBE, nlist // 16))
+
+
+def build_ivf(faiss: Any, vectors: np.ndarray, ids: np.ndarray, *, nlist: int | None = None,
+              nprobe: int | None = None, seed: int = 0) -> Any:
+    """An ``IndexIVFFlat`` (inner product) over ``vectors`` under ``ids``, trained and filled.
+
+    k-means is trained on a sample of at most 64 points per list (FAISS's
+    default cap per centroid: more points cost time and do not move them).
+    The hashtable direct map lets ``remove_ids`` and ``reconstruct`` work by id.
+    """
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    n, dim = vectors.shape
+    nlist = nlist or ivf_nlist(n)
+    quantizer = faiss.IndexFlatIP(dim)
+    ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    rng = np.random.default_rng(seed)
+    sample = vectors[rng.choice(n, size=min(n, nlist * 64), replace=False)]
+    ivf.train(sample)
+    ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+    ivf.add_with_ids(vectors, ids)
+    ivf.nprobe = nprobe or ivf_nprobe(nlist)
+    return ivf
+
+
+#: The GPU k-selection limit: a k or nprobe above it raises on the GPU (1024
+#: with older CUDA builds of faiss-gpu, 2048 with newer), so such searches stay on the CPU.
+_GPU_MAX_K = 1024
+
+
+@dataclass
+class _GpuCopy:
+    """A shard's vectors on the GPU, for unfiltered searches (the CPU copy stays the truth).
+
+    Flat shards move only their inner ``IndexFlatIP`` and keep the position ->
+    id array here: ``index_cpu_to_gpu`` on the ``IndexIDMap2`` would also clone
+    its reverse hash map on the CPU at every move, which search never uses.
+    IVF shards move whole (``GpuIndexIVFFlat`` stores the ids itself).
+    """
+
+    index: Any
+    ids: np.ndarray | None  # flat: chunk id of each position; None for IVF
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, labels = self.index.search(queries, k)
+        if self.ids is not None:
+            labels = np.where(labels >= 0, self.ids[np.clip(labels, 0, None)], -1)
+        return scores, labels
+
+
 @dataclass
 class _Shard:
     user_id: str
     index: Any
     version: int | None
     dirty: bool = False
-    gpu_index: Any = None
+    gpu_index: _GpuCopy | None = None
 
     @property
     def nbytes(self) -> int:
@@ -79,6 +163,11 @@ class FaissIndex:
             after saving) when their vectors exceed this many bytes.
         use_gpu: ``None`` uses a GPU when ``faiss.get_num_gpus() > 0``.
             ``faiss-gpu`` imports fine without a GPU, so the count decides, not the import.
+        search_threads: OpenMP threads for searches of fewer than 20 queries
+            (``None``: FAISS's default, all cores). One thread is the default
+            because a one-query exact search is too small to split: on 2 busy
+            cores FAISS's OpenMP threads wait on each other and a 10k-vector
+            search took 24 ms instead of 3 ms (docs/performance.md).
     """
 
     def __init__(
@@ -86,10 +175,11 @@ class FaissIndex:
         directory: str | os.PathLike[str],
         dim: int,
         *,
-        ann_threshold: int = 200_000,
+        ann_threshold: int = DEFAULT_ANN_THRESHOLD,
         nprobe: int | None = None,
         memory_cap_bytes: int = 2 * 1024**3,
         use_gpu: bool | None = None,
+        search_threads: int | None = 1,
     ) -> None:
         self._faiss = import_faiss()
         self.directory = Path(directory)
@@ -98,6 +188,7 @@ class FaissIndex:
         self.ann_threshold = int(ann_threshold)
         self.nprobe = nprobe
         self.memory_cap_bytes = int(memory_cap_bytes)
+        self.search_threads = search_threads
         gpus = self._faiss.get_num_gpus() if hasattr(self._faiss, "get_num_gpus") else 0
         self.use_gpu = bool(gpus > 0) if use_gpu is None else bool(use_gpu and gpus > 0)
         self._gpu_resources = self._faiss.StandardGpuResources() if self.use_gpu else None
@@ -188,22 +279,10 @@ class FaissIndex:
         return ids, vectors
 
     def _to_ivf(self, shard: _Shard) -> None:
-        faiss = self._faiss
         ids, vectors = self._all_vectors(shard.index)
-        # ~4*sqrt(n) lists, but never fewer than 39 training points per list
-        # (FAISS's own minimum for a stable k-means).
-        nlist = max(1, min(int(4 * math.sqrt(len(ids))), len(ids) // 39))
-        quantizer = faiss.IndexFlatIP(self.dim)
-        ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        rng = np.random.default_rng(0)
-        sample = vectors[rng.choice(len(vectors), size=min(len(vectors), nlist * 64), replace=False)]
-        ivf.train(sample)
-        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
-        ivf.add_with_ids(vectors, ids)
-        ivf.nprobe = self.nprobe or max(8, nlist // 16)
-        shard.index = ivf
+        shard.index = build_ivf(self._faiss, vectors, ids, nprobe=self.nprobe)
         shard.gpu_index = None
-        logger.info("FAISS shard upgraded to IVF (%d vectors, %d lists)", len(ids), nlist)
+        logger.info("FAISS shard upgraded to IVF (%d vectors, %d lists)", len(ids), shard.index.nlist)
 
     # --------------------------------------------------------------- protocol
     def add(self, user_id: str, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -217,10 +296,17 @@ class FaissIndex:
             shard = self._shard(user_id, create=True)
             assert shard is not None
             # Replace semantics: drop ids that are already present first.
-            shard.index.remove_ids(self._remove_selector(shard.index, ids))
+            replaced = shard.index.remove_ids(self._remove_selector(shard.index, ids))
             shard.index.add_with_ids(vectors, ids)
             shard.dirty = True
-            shard.gpu_index = None
+            gpu = shard.gpu_index
+            if gpu is not None and gpu.ids is not None and replaced == 0:
+                # A pure append (new chat turns): extend the GPU copy in place
+                # instead of moving the whole shard again at the next search.
+                gpu.index.add(vectors)
+                gpu.ids = np.concatenate([gpu.ids, ids])
+            else:
+                shard.gpu_index = None
             if isinstance(shard.index, self._faiss.IndexIDMap2) and shard.index.ntotal > self.ann_threshold:
                 self._to_ivf(shard)
             self._evict()
@@ -250,15 +336,44 @@ class FaissIndex:
                     params = self._faiss.SearchParametersIVF(sel=selector, nprobe=index.nprobe)
                 else:
                     params = self._faiss.SearchParameters(sel=selector)
-            elif self.use_gpu:
+                # Filtered searches always run on the CPU: classic faiss-gpu indexes
+                # ignore an IDSelector silently (faiss issues #3114, #3924), which
+                # would return chunks outside the filter.
+                scores, ids = self._cpu_search(index, queries, kk, params)
+            elif self.use_gpu and kk <= _GPU_MAX_K and getattr(index, "nprobe", 1) <= _GPU_MAX_K:
                 if shard.gpu_index is None:
-                    shard.gpu_index = self._faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)
-                index = shard.gpu_index
-            scores, ids = index.search(queries, kk, params=params) if params else index.search(queries, kk)
+                    shard.gpu_index = self._to_gpu(index)
+                scores, ids = shard.gpu_index.search(queries, kk)
+            else:
+                scores, ids = self._cpu_search(index, queries, kk, None)
         if kk < k:
             scores = np.pad(scores, ((0, 0), (0, k - kk)))
             ids = np.pad(ids, ((0, 0), (0, k - kk)), constant_values=-1)
         return scores.astype(np.float32, copy=False), ids.astype(np.int64, copy=False)
+
+    def _cpu_search(self, index: Any, queries: np.ndarray, k: int, params: Any) -> tuple[np.ndarray, np.ndarray]:
+        faiss = self._faiss
+        # FAISS runs batches of 20+ queries through BLAS; below that its own
+        # OpenMP loop splits tiny work. The thread count is a per-thread OpenMP
+        # setting, so it is set for this search and restored, leaving other
+        # FAISS work (IVF training, large batches) on every core.
+        if self.search_threads is None or len(queries) >= 20:
+            return index.search(queries, k, params=params) if params else index.search(queries, k)
+        previous = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(self.search_threads)
+        try:
+            return index.search(queries, k, params=params) if params else index.search(queries, k)
+        finally:
+            faiss.omp_set_num_threads(previous)
+
+    def _to_gpu(self, index: Any) -> _GpuCopy:
+        """Move a shard to GPU 0 (``index_cpu_to_gpu`` supports IndexFlat and IndexIVFFlat)."""
+        faiss = self._faiss
+        if isinstance(index, faiss.IndexIDMap2):
+            flat = faiss.downcast_index(index.index)
+            ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+            return _GpuCopy(faiss.index_cpu_to_gpu(self._gpu_resources, 0, flat), ids)
+        return _GpuCopy(faiss.index_cpu_to_gpu(self._gpu_resources, 0, index), None)
 
     def delete(self, user_id: str, ids: np.ndarray) -> None:
         ids = as_id_array(ids)

@@ -57,7 +57,7 @@ class PersonalizerConfig:
     chunk_overlap: int = 30
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     loader_limits: LoaderLimits = field(default_factory=LoaderLimits)
-    ann_threshold: int = 200_000
+    ann_threshold: int = 50_000  # indexes.faiss_index.DEFAULT_ANN_THRESHOLD, measured (docs/benchmarks.md)
     index_memory_cap_bytes: int = 2 * 1024**3
 
 

@@ -73,3 +73,49 @@ def test_gpu_search_matches_cpu(tmp_path):
     _, gpu_ids = gpu.search("u", data[:50], k=10)
     assert gpu.use_gpu
     assert (cpu_ids == gpu_ids).mean() > 0.99
+
+
+def test_gpu_copy_logic_with_a_cpu_stand_in(tmp_path, monkeypatch):
+    """The GPU path's bookkeeping (id mapping, in-place append, invalidation), run on the CPU.
+
+    ``index_cpu_to_gpu`` is replaced by a CPU clone, so this runs everywhere; the
+    real GPU is exercised by ``test_gpu_search_matches_cpu`` and tests/bench/bench_gpu.py.
+    """
+    moves = []
+
+    def fake_to_gpu(resources, device, index):
+        moves.append(type(index).__name__)
+        return faiss.clone_index(index)
+
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", fake_to_gpu, raising=False)
+    data = _data(600)
+    cpu = FaissIndex(tmp_path / "cpu", DIM, use_gpu=False)
+    gpu = FaissIndex(tmp_path / "gpu", DIM, use_gpu=False)
+    gpu.use_gpu = True  # as if a GPU were present
+    ids = np.arange(1000, 1500)
+    for index in (cpu, gpu):
+        index.add("u", ids, data[:500])
+    _, want = cpu.search("u", data[:20], k=10)
+    _, got = gpu.search("u", data[:20], k=10)
+    assert (got == want).all() and moves == ["IndexFlatIP"]  # only the inner flat index moves
+    # A pure append extends the copy in place: no second move, new ids visible.
+    for index in (cpu, gpu):
+        index.add("u", np.arange(5000, 5100), data[500:])
+    _, got = gpu.search("u", data[550:560], k=3)
+    assert (got[:, 0] == np.arange(5050, 5060)).all() and len(moves) == 1
+    # Replacing or deleting ids invalidates it (positions shift): the next search moves again.
+    gpu.delete("u", np.arange(1000, 1010))
+    cpu.delete("u", np.arange(1000, 1010))
+    _, got = gpu.search("u", data[:20], k=10)
+    _, want = cpu.search("u", data[:20], k=10)
+    assert (got == want).all() and len(moves) == 2
+    gpu.add("u", np.arange(1020, 1030), data[:10])  # replaces existing ids
+    cpu.add("u", np.arange(1020, 1030), data[:10])
+    _, got = gpu.search("u", data[:10], k=1)
+    _, want = cpu.search("u", data[:10], k=1)
+    assert (got == want).all() and len(moves) == 3
+    # Filtered searches and very large k stay on the CPU.
+    _, got = gpu.search("u", data[100], k=5, allowed_ids=np.array([1100, 1101]))
+    assert set(got[0][got[0] >= 0].tolist()) == {1100, 1101} and len(moves) == 3
+    gpu.search("u", data[0], k=2000)
+    assert len(moves) == 3
