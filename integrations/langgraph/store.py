@@ -146,7 +146,7 @@ class PersonalizeStore(BaseStore):
             return None
         if kind == "summaries":
             tasks = getattr(self.p, "tasks", None)
-            if not hasattr(self.p, "summary") or tasks is None or op.key not in tasks:
+            if tasks is None or op.key not in tasks:
                 return None
             return self._summary_item(user_id, op.key)
         if kind == "memory":
@@ -173,7 +173,7 @@ class PersonalizeStore(BaseStore):
                 found += self._persona_items(user_id, op.query, want)
             elif k == "summaries":
                 tasks = getattr(self.p, "tasks", None)
-                if hasattr(self.p, "summary") and tasks is not None:
+                if tasks is not None:
                     found += [i for t in tasks if (i := self._summary_item(user_id, t.name)) is not None]
             elif k == "memory":
                 item = self._memory_item(user_id)
@@ -208,12 +208,10 @@ class PersonalizeStore(BaseStore):
 
     def _persona_items(self, user_id: str, query: str | None, want: int) -> list[SearchItem]:
         ns = (NAMESPACE_ROOT, user_id, "persona")
-        if query and hasattr(self.p, "persona_matches"):
+        if query:
             pairs = self.p.persona_matches(user_id, self.p.queries.embed_one(query), want)
-        elif hasattr(self.p, "persona"):
-            pairs = [(f, None) for f in self.p.persona(user_id)]
         else:
-            return []
+            pairs = [(f, None) for f in self.p.persona(user_id)]
         out = []
         for fact, score in pairs:
             value = {
@@ -235,7 +233,7 @@ class PersonalizeStore(BaseStore):
         return SearchItem(ns, summary.task, value, summary.created_at, summary.created_at)
 
     def _memory_item(self, user_id: str) -> SearchItem | None:
-        memory = self.p.memory(user_id) if hasattr(self.p, "memory") else None
+        memory = self.p.memory(user_id)
         if memory is None:
             return None
         value = {"text": memory.text, "version": memory.version, "generator": memory.generator}

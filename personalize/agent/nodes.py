@@ -203,7 +203,7 @@ class Nodes:
         rc = self._rc(runtime)
         out: dict[str, Any] = {"summary": None, "memory": None}
         task = state.get("active_task")
-        if task is not None and hasattr(self.p, "summary"):
+        if task is not None:
             summary = self.p.summary(rc.user_id, task)
             text = _strip_label(summary.text) if summary is not None else ""
             if summary is not None and text:
@@ -214,28 +214,27 @@ class Nodes:
                     "metadata": {"task": summary.task, "generator": summary.generator,
                                  "created_at": summary.created_at.isoformat()},
                 }
-        if hasattr(self.p, "memory"):
-            memory = self.p.memory(rc.user_id)
-            if memory is not None:
-                # One candidate per line: lines compete on their own (a long
-                # memory is never all-or-nothing) and a line repeating a persona
-                # fact is dropped as a duplicate of it.
-                lines = [ln.strip().lstrip("-*").strip() for ln in _strip_label(memory.text).splitlines()]
-                lines = _head(
-                    [ln for ln in lines if ln and not ln.startswith("#")],
-                    self.options.packing.caps.get("memory", 1.0) * rc.budget_tokens,
-                )
-                out["memory"] = [
-                    {"section": "memory", "kind": "memory", "text": line,
-                     "score": self.options.memory_score * (1.0 - 0.3 * n / max(len(lines), 1)), "sources": [],
-                     "metadata": {"version": memory.version, "generator": memory.generator, "line": n}}
-                    for n, line in enumerate(lines)
-                ]
+        memory = self.p.memory(rc.user_id)
+        if memory is not None:
+            # One candidate per line: lines compete on their own (a long
+            # memory is never all-or-nothing) and a line repeating a persona
+            # fact is dropped as a duplicate of it.
+            lines = [ln.strip().lstrip("-*").strip() for ln in _strip_label(memory.text).splitlines()]
+            lines = _head(
+                [ln for ln in lines if ln and not ln.startswith("#")],
+                self.options.packing.caps.get("memory", 1.0) * rc.budget_tokens,
+            )
+            out["memory"] = [
+                {"section": "memory", "kind": "memory", "text": line,
+                 "score": self.options.memory_score * (1.0 - 0.3 * n / max(len(lines), 1)), "sources": [],
+                 "metadata": {"version": memory.version, "generator": memory.generator, "line": n}}
+                for n, line in enumerate(lines)
+            ]
         return out
 
     def match_persona(self, state: PersonalizationState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         rc = self._rc(runtime)
-        if not hasattr(self.p, "persona_matches") or self.options.persona_k == 0:
+        if self.options.persona_k == 0:
             return {"facts": []}
         k = max(self.options.persona_k, min(32, rc.budget_tokens // 48))
         matches = self.p.persona_matches(rc.user_id, self.p.queries.embed_one(state["query"]), k)
