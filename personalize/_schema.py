@@ -79,6 +79,35 @@ CREATE TABLE IF NOT EXISTS facts (
     created_at    REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS facts_current ON facts (user_id, superseded_by, subject);
+-- A per-user stamp of the facts, moved by triggers on every insert, update and
+-- delete: query-time caches of a user's facts compare one primary-key row
+-- instead of scanning the facts (and see writes by any process or code path).
+-- The stamp comes from a global clock, so it never repeats for a user, not even
+-- after forget() deletes the user's stamp with the rest of their rows.
+CREATE TABLE IF NOT EXISTS clocks (
+    name TEXT PRIMARY KEY,
+    tick INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO clocks (name, tick) VALUES ('facts', 0);
+CREATE TABLE IF NOT EXISTS fact_versions (
+    user_id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS facts_stamp_insert AFTER INSERT ON facts BEGIN
+    UPDATE clocks SET tick = tick + 1 WHERE name = 'facts';
+    INSERT INTO fact_versions (user_id, version) VALUES (NEW.user_id, (SELECT tick FROM clocks WHERE name = 'facts'))
+        ON CONFLICT (user_id) DO UPDATE SET version = excluded.version;
+END;
+CREATE TRIGGER IF NOT EXISTS facts_stamp_update AFTER UPDATE ON facts BEGIN
+    UPDATE clocks SET tick = tick + 1 WHERE name = 'facts';
+    INSERT INTO fact_versions (user_id, version) VALUES (NEW.user_id, (SELECT tick FROM clocks WHERE name = 'facts'))
+        ON CONFLICT (user_id) DO UPDATE SET version = excluded.version;
+END;
+CREATE TRIGGER IF NOT EXISTS facts_stamp_delete AFTER DELETE ON facts BEGIN
+    UPDATE clocks SET tick = tick + 1 WHERE name = 'facts';
+    INSERT INTO fact_versions (user_id, version) VALUES (OLD.user_id, (SELECT tick FROM clocks WHERE name = 'facts'))
+        ON CONFLICT (user_id) DO UPDATE SET version = excluded.version;
+END;
 CREATE TABLE IF NOT EXISTS memories (
     user_id      TEXT NOT NULL,
     version      INTEGER NOT NULL,
@@ -102,5 +131,6 @@ CREATE TABLE IF NOT EXISTS refresh_state (
 );
 """
 
-# Every table holding personal data, children before parents.
-USER_TABLES = ("chunks", "documents", "summaries", "facts", "memories", "refresh_state", "users")
+# Every table holding personal data, children before parents. fact_versions
+# comes after facts: deleting the facts fires the triggers that stamp it.
+USER_TABLES = ("chunks", "documents", "summaries", "facts", "fact_versions", "memories", "refresh_state", "users")

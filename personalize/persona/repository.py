@@ -118,9 +118,10 @@ class FactRepository:
         self.embedder = embedder
         self.duplicate_threshold = duplicate_threshold
         # Query-time matching reads every current fact of a user; keep the
-        # decoded facts and their matrix per user, keyed by a fingerprint of the
-        # user's fact rows (so writes by refresh, forget or another process
-        # invalidate it without any bookkeeping at the write sites).
+        # decoded facts and their matrix per user, keyed by the user's fact stamp
+        # (a row that SQLite triggers move on every write: writes by refresh,
+        # forget or another process invalidate it with no bookkeeping at the
+        # write sites, and checking it is one primary-key lookup).
         self._matrix_cache: OrderedDict[str, tuple[tuple[Any, ...], list[Fact], np.ndarray]] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.max_cached_users = 256
@@ -143,16 +144,13 @@ class FactRepository:
         )[0]
         return int(row[0] or 0), int(row[1] or 0)
 
-    def _fingerprint(self, user_id: str) -> tuple[Any, ...]:
-        return tuple(self.store.query(
-            "SELECT COUNT(*), MAX(id), SUM(superseded_by IS NULL), TOTAL(LENGTH(sources)), "
-            "TOTAL(confidence), TOTAL(LENGTH(text)) FROM facts WHERE user_id = ?",
-            (user_id,),
-        )[0])
+    def _stamp(self, user_id: str) -> tuple[Any, ...]:
+        # Stamped by triggers on every write to the user's facts (_schema.py).
+        return tuple(self.store.query("SELECT version FROM fact_versions WHERE user_id = ?", (user_id,)))
 
     def current_matrix(self, user_id: str) -> tuple[list[Fact], np.ndarray]:
         """The user's current facts that have embeddings, and their ``(n, dim)`` matrix (cached)."""
-        key = self._fingerprint(user_id)
+        key = self._stamp(user_id)
         with self._cache_lock:
             hit = self._matrix_cache.get(user_id)
             if hit is not None and hit[0] == key:

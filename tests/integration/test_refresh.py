@@ -171,6 +171,34 @@ def test_persona_matches_ranks_current_facts(alice_2024, sample_data):
     assert p.persona_matches("nobody", p.queries.embed_one("x"), k=3) == []
 
 
+def test_cached_fact_matrix_follows_writes_from_another_connection(alice_2024, data_dir, embedder):
+    """The query-time fact cache is keyed by a trigger-maintained stamp: a write by
+    another process (here a second Personalizer on the same directory) or a
+    forget-then-rebuild is seen at the next match, never a stale cached matrix."""
+    p = alice_2024
+    p.refresh("alice", tasks=["chat"])
+    query = p.queries.embed_one("Which text editor should I configure?")
+    before = {f.id for f, _ in p.persona_matches("alice", query, k=50)}
+    assert before
+    other = Personalizer.open(data_dir, embedder=embedder)
+    try:
+        with other.store.transaction() as cur:
+            cur.execute("UPDATE facts SET superseded_by = id WHERE user_id = ? AND id = ?", ("alice", min(before)))
+    finally:
+        other.close()
+    after = {f.id for f, _ in p.persona_matches("alice", query, k=50)}
+    assert after == before - {min(before)}
+    stamps = set()
+    for _ in range(2):  # the same facts rebuilt after a forget get a new stamp
+        stamps.add(p.store.query("SELECT version FROM fact_versions WHERE user_id = ?", ("alice",))[0])
+        p.forget("alice")
+        assert p.store.query("SELECT COUNT(*) FROM fact_versions WHERE user_id = ?", ("alice",))[0][0] == 0
+        p.add_messages("alice", [{"role": "user", "content": "I prefer Helix as my editor."}], session="s9")
+        p.refresh("alice", tasks=["chat"])
+    assert len(stamps) == 2
+    assert [f.text for f, _ in p.persona_matches("alice", query, k=5)]
+
+
 def test_deleting_data_prunes_the_facts_it_supported(alice_2024, sample_data):
     p = alice_2024
     added = p.add_messages("alice", chat(sample_data, "assistant-2025.json"), session="s2")
