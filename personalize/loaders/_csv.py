@@ -14,6 +14,7 @@ from ._errors import LoaderError
 from ._io import ItemCollector, decode_text, display_name, file_metadata
 from ._limits import LoaderLimits
 from ._messages import normalize_message
+from ._time import parse_timestamp
 
 __all__ = ["load_csv_file"]
 
@@ -21,7 +22,7 @@ _SNIFF_CHARS = 64 * 1024
 _CONTENT_COLUMNS = ("content", "text")
 _ROLE_COLUMNS = ("role",)
 _SPEAKER_COLUMNS = ("speaker", "user")
-_TIMESTAMP_COLUMNS = ("timestamp", "created_at")
+_TIMESTAMP_COLUMNS = ("timestamp", "created_at", "datetime", "date")
 _SESSION_COLUMNS = ("session", "session_id", "conversation_id")
 _ID_COLUMNS = ("id", "message_id")
 _KNOWN_ROLES = frozenset({"user", "assistant", "system", "developer", "tool", "function"})
@@ -62,13 +63,34 @@ def _cell(row: list[str], index: int | None) -> str | None:
     return value or None
 
 
+def _row_time(value: str | None, where: str, source: str) -> Any:
+    """A document row's date, or ``None`` when the cell is not one.
+
+    Unlike a chat log's timestamp (which must parse), a row's ``date`` column
+    is ordinary data too: an unparseable value stays in the row's text and
+    only the item's time is unknown. A small number (a year, a day count) is
+    not read as epoch seconds.
+    """
+    try:
+        if value is not None and float(value) < 1e8:
+            return None
+    except ValueError:
+        pass  # not a number: ISO-8601 or free text
+    try:
+        return parse_timestamp(value, where=where, source=source)
+    except LoaderError:
+        return None
+
+
 def load_csv_file(path: Path, data: bytes, limits: LoaderLimits) -> list[LoadedItem]:
     """A CSV file; the first record is the header.
 
     With a ``content``/``text`` column and a ``role`` or ``speaker`` column, each row is
     a chat message (``timestamp``/``created_at``, ``session`` and ``id`` columns are
     used; other columns go to metadata). Otherwise each row is a document rendered as
-    ``"col: value; col: value"``, with ``external_id`` from an ``id`` column.
+    ``"col: value; col: value"``, with ``external_id`` from an ``id`` column and its
+    time from a ``timestamp``/``created_at``/``datetime``/``date`` column when the cell
+    parses (ISO-8601 or epoch seconds/ms).
     """
     source, name = str(path), display_name(path)
     text = decode_text(data, source=source)
@@ -94,6 +116,7 @@ def load_csv_file(path: Path, data: bytes, limits: LoaderLimits) -> list[LoadedI
         used |= {timestamp, session, ident}
     else:
         ident = _find(columns, ("id",))
+        timestamp = _find(columns, _TIMESTAMP_COLUMNS)
 
     collector = ItemCollector(source, limits)
     base = file_metadata(path)
@@ -134,6 +157,7 @@ def load_csv_file(path: Path, data: bytes, limits: LoaderLimits) -> list[LoadedI
             ]
             rendered = "; ".join(f"{col}: {value}" for col, value in pairs if value)
             item = LoadedItem(
+                timestamp=_row_time(_cell(row, timestamp), f"{name}: record {number}", source),
                 text=rendered.replace("\x00", ""),
                 kind="document",
                 source=source,

@@ -631,6 +631,11 @@ def test_csv_rows_as_documents(tmp_path: Path) -> None:
     assert [i.external_id for i in items] == ["1", "2"]
     assert all(i.kind == "document" for i in items)
     assert items[0].metadata == {"file_name": "ratings.csv", "file_type": "csv", "row": 2}
+    assert all(i.timestamp is None for i in items)
+    dated = load_path(write(tmp_path / "log.csv", "title,date\nDune,2023-01-14\nEmma,sometime\nOdyssey,1999\n"))
+    assert dated[0].timestamp == datetime(2023, 1, 14, tzinfo=timezone.utc)
+    assert dated[1].timestamp is None and dated[1].text == "title: Emma; date: sometime"
+    assert dated[2].timestamp is None  # a bare year is not epoch seconds
     big = "n\n" + "".join(f"{k}\n" for k in range(5))
     err = load_error(write(tmp_path / "rows.csv", big), LoaderLimits(max_messages=3))
     assert err.kind == "too_large"
