@@ -1,8 +1,14 @@
 """FAISS shards on the GPU vs the CPU: per-user search, batch search, agreement (< 5 minutes).
 
-    python -m tests.bench.bench_gpu --out bench-results/gpu.json [--sizes 10000,100000,1000000]
+    python -m tests.bench.bench_gpu --out bench-results/gpu.json [--sizes 10000,100000,1000000] [--bare-import]
 
 Needs ``faiss-gpu`` and an NVIDIA GPU; on a CPU-only machine it prints why and exits 0.
+
+``--bare-import`` is for a GPU machine that has numpy and faiss but not the
+package's other dependencies (pydantic, llama-index, langgraph...): it loads
+``personalize.errors``, ``personalize._ids`` and ``personalize.indexes`` from
+this checkout without running ``personalize/__init__.py`` (see ``bare_import``).
+The code measured is the same ``FaissIndex``; only the package's entry point is skipped.
 
 For each size one user's shard is filled once through ``FaissIndex`` (so past
 ``DEFAULT_ANN_THRESHOLD`` it is the production IVF shard), saved, and opened
@@ -35,6 +41,43 @@ from typing import Any
 import numpy as np
 
 DIM = 384
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def bare_import() -> None:
+    """Make ``personalize.indexes`` importable without running ``personalize/__init__.py``.
+
+    ``personalize/__init__.py`` imports the whole package (pydantic, llama-index,
+    langgraph, tokenizers...), but the FAISS backend needs only numpy, faiss,
+    ``personalize.errors`` and ``personalize._ids``. This registers an empty
+    ``personalize`` package whose ``__path__`` is this checkout's ``personalize/``
+    (so its submodules import from their files as usual) and loads ``indexes/`` as
+    ``personalize.indexes``, which is how pyproject.toml's ``package-dir`` installs it.
+    ``personalize.indexes`` imports chromadb lazily, so nothing else is needed.
+    An already imported ``personalize`` (a full install) is left alone.
+    """
+    import importlib.util
+    import types
+
+    if "personalize" in sys.modules:
+        return
+    pkg = types.ModuleType("personalize", "bare personalize package (tests/bench/bench_gpu.py --bare-import)")
+    pkg.__path__ = [str(REPO / "personalize")]
+    pkg.__package__ = "personalize"
+    sys.modules["personalize"] = pkg
+    spec = importlib.util.spec_from_file_location(
+        "personalize.indexes", REPO / "indexes" / "__init__.py", submodule_search_locations=[str(REPO / "indexes")]
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["personalize.indexes"] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules["personalize.indexes"], sys.modules["personalize"]
+        raise
+    pkg.indexes = module  # type: ignore[attr-defined]
 
 
 def _vectors(n: int, seed: int) -> np.ndarray:
@@ -140,7 +183,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.path.join(os.environ.get("OUT", "bench-results"), "gpu.json"))
     parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--bare-import", action="store_true",
+                        help="load personalize.indexes without personalize/__init__.py (machines with numpy + faiss only)")
     args = parser.parse_args()
+    if args.bare_import:
+        bare_import()  # before the GPU check, so a CPU machine checks the import too
     try:
         import faiss
     except ImportError:
@@ -154,7 +201,7 @@ def main() -> int:
     from personalize.indexes.faiss_index import DEFAULT_ANN_THRESHOLD
 
     result: dict[str, Any] = {"faiss": faiss.__version__, "gpus": gpus, "cpu_threads": faiss.omp_get_max_threads(),
-                              "ann_threshold": DEFAULT_ANN_THRESHOLD, "sizes": {}}
+                              "ann_threshold": DEFAULT_ANN_THRESHOLD, "bare_import": args.bare_import, "sizes": {}}
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)

@@ -131,7 +131,7 @@ def test_single_queries_run_on_one_thread_and_restore_it(tmp_path, monkeypatch):
         return real_search(self, *args, **kwargs)
 
     monkeypatch.setattr(faiss.IndexIDMap2, "search", spy)
-    index = FaissIndex(tmp_path, DIM)  # search_threads=1 by default
+    index = FaissIndex(tmp_path, DIM, use_gpu=False)  # search_threads=1 by default; CPU searches
     index.add("u", np.arange(1, 101), _data(100))
     before = faiss.omp_get_max_threads()
     _, ids = index.search("u", _data(100)[:3], k=1)
