@@ -13,6 +13,12 @@ probe counts measured on real embeddings (``ivf_nlist``, ``ivf_nprobe``). The sh
 version it matches *inside* the same file (written atomically with
 ``os.replace``), so a crash or a concurrent writer can never pair vectors with
 the wrong version.
+
+Locking: one lock guards the table of loaded shards (lookup, loading, LRU
+eviction) and each shard has its own lock for its searches and writes, so
+users are searched in parallel (FAISS releases the GIL). The IVF upgrade
+trains outside every lock, while the user's flat shard keeps serving; writes
+made during training are replayed onto the new index before it is swapped in.
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ import shutil
 import struct
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +95,12 @@ class _Shard:
     version: int | None
     dirty: bool = False
     gpu_index: _GpuCopy | None = None
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    # Dropped from memory (evicted or its user deleted): a writer holding this
+    # object must fetch the shard again, or its write would be lost.
+    detached: bool = False
+    # Ids written while an IVF index is trained for this shard (None: no training).
+    upgrade_log: set[int] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -135,7 +149,8 @@ class FaissIndex:
         self.use_gpu = bool(gpus > 0) if use_gpu is None else bool(use_gpu and gpus > 0)
         self._gpu_resources = self._faiss.StandardGpuResources() if self.use_gpu else None
         self._shards: OrderedDict[str, _Shard] = OrderedDict()
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the shard table; taken before a shard's lock, never after
+        self._gpu_lock = threading.Lock()  # FAISS GPU resources need external mutual exclusion
 
     # ------------------------------------------------------------------ shards
     def _path(self, user_id: str) -> Path:
@@ -144,8 +159,23 @@ class FaissIndex:
     def _new_flat(self) -> Any:
         return self._faiss.IndexIDMap2(self._faiss.IndexFlatIP(self.dim))
 
+    @contextmanager
+    def _locked(self, user_id: str, *, create: bool) -> Iterator[_Shard | None]:
+        """The user's shard with its lock held (``None``: no shard and ``create`` is false)."""
+        while True:
+            with self._lock:
+                shard = self._shard(user_id, create=create)
+            if shard is None:
+                yield None
+                return
+            with shard.lock:
+                if shard.detached:  # evicted between the lookup and the lock: fetch again
+                    continue
+                yield shard
+                return
+
     def _shard(self, user_id: str, *, create: bool) -> _Shard | None:
-        """The loaded shard of ``user_id`` (loading or creating it), LRU-touched."""
+        """The loaded shard of ``user_id`` (loading or creating it), LRU-touched. Holds ``_lock``."""
         validate_user_id(user_id)
         shard = self._shards.get(user_id)
         if shard is not None:
@@ -194,11 +224,24 @@ class FaissIndex:
         shard.dirty = False
 
     def _evict(self) -> None:
+        """Drop least recently used shards (saving dirty ones) until under the cap. Holds ``_lock``.
+
+        A shard busy in a search or write is skipped rather than waited for, so
+        the table lock is never held behind one user's work.
+        """
         total = sum(s.nbytes for s in self._shards.values())
-        while total > self.memory_cap_bytes and len(self._shards) > 1:
-            user_id, shard = next(iter(self._shards.items()))
-            if shard.dirty:
-                self._write(shard)
+        for user_id in list(self._shards)[:-1]:  # never the most recent one
+            if total <= self.memory_cap_bytes:
+                break
+            shard = self._shards[user_id]
+            if not shard.lock.acquire(blocking=False):
+                continue
+            try:
+                if shard.dirty:
+                    self._write(shard)
+                shard.detached = True
+            finally:
+                shard.lock.release()
             total -= shard.nbytes
             del self._shards[user_id]
             logger.debug("evicted FAISS shard of one user (%d bytes)", shard.nbytes)
@@ -220,11 +263,36 @@ class FaissIndex:
         vectors = np.vstack([index.reconstruct(int(i)) for i in ids])
         return ids, vectors
 
-    def _to_ivf(self, shard: _Shard) -> None:
-        ids, vectors = self._all_vectors(shard.index)
-        shard.index = build_ivf(self._faiss, vectors, ids, nprobe=self.nprobe)
-        shard.gpu_index = None
-        logger.info("FAISS shard upgraded to IVF (%d vectors, %d lists)", len(ids), shard.index.nlist)
+    def _upgrade_to_ivf(self, shard: _Shard, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Train an IVF index on a snapshot of a flat shard, then swap it in.
+
+        Training (k-means, seconds at 50k+ vectors) holds no lock: every user,
+        this one included, keeps searching meanwhile. Ids written during
+        training are replayed from the flat shard onto the new index under the
+        shard's lock, so no write is lost; a shard evicted meanwhile was saved
+        flat and is upgraded again at its next write past the threshold.
+        """
+        try:
+            ivf = build_ivf(self._faiss, vectors, ids, nprobe=self.nprobe)
+        except BaseException:
+            with shard.lock:
+                shard.upgrade_log = None
+            raise
+        with shard.lock:
+            touched, shard.upgrade_log = shard.upgrade_log, None
+            if shard.detached:
+                return
+            if touched:
+                replay = np.fromiter(touched, np.int64, len(touched))
+                ivf.remove_ids(self._remove_selector(ivf, replay))
+                present = replay[np.isin(replay, _index_ids(self._faiss, shard.index))]
+                if len(present):
+                    ivf.add_with_ids(np.vstack([shard.index.reconstruct(int(i)) for i in present]), present)
+            shard.index = ivf
+            shard.gpu_index = None
+            shard.dirty = True
+        logger.info("FAISS shard upgraded to IVF (%d vectors, %d lists, %d writes replayed)",
+                    ivf.ntotal, ivf.nlist, len(touched or ()))
 
     # --------------------------------------------------------------- protocol
     def add(self, user_id: str, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -234,23 +302,31 @@ class FaissIndex:
         vectors = as_query_matrix(vectors, self.dim)
         if len(vectors) != len(ids):
             raise IndexBackendError(f"{len(ids)} ids for {len(vectors)} vectors")
-        with self._lock:
-            shard = self._shard(user_id, create=True)
+        upgrade = None
+        with self._locked(user_id, create=True) as shard:
             assert shard is not None
             # Replace semantics: drop ids that are already present first.
             replaced = shard.index.remove_ids(self._remove_selector(shard.index, ids))
             shard.index.add_with_ids(vectors, ids)
             shard.dirty = True
+            if shard.upgrade_log is not None:
+                shard.upgrade_log.update(ids.tolist())
             gpu = shard.gpu_index
             if gpu is not None and gpu.ids is not None and replaced == 0:
                 # A pure append (new chat turns): extend the GPU copy in place
                 # instead of moving the whole shard again at the next search.
-                gpu.index.add(vectors)
+                with self._gpu_lock:
+                    gpu.index.add(vectors)
                 gpu.ids = np.concatenate([gpu.ids, ids])
             else:
                 shard.gpu_index = None
-            if isinstance(shard.index, self._faiss.IndexIDMap2) and shard.index.ntotal > self.ann_threshold:
-                self._to_ivf(shard)
+            if (isinstance(shard.index, self._faiss.IndexIDMap2) and shard.index.ntotal > self.ann_threshold
+                    and shard.upgrade_log is None):
+                shard.upgrade_log = set()
+                upgrade = (shard, *self._all_vectors(shard.index))
+        if upgrade is not None:
+            self._upgrade_to_ivf(*upgrade)
+        with self._lock:
             self._evict()
 
     def search(
@@ -262,8 +338,7 @@ class FaissIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         queries = as_query_matrix(queries, self.dim)
         n = len(queries)
-        with self._lock:
-            shard = self._shard(user_id, create=False)
+        with self._locked(user_id, create=False) as shard:
             if shard is None or shard.index.ntotal == 0 or k <= 0:
                 return np.zeros((n, max(k, 0)), np.float32), np.full((n, max(k, 0)), -1, np.int64)
             index = shard.index
@@ -283,9 +358,10 @@ class FaissIndex:
                 # would return chunks outside the filter.
                 scores, ids = self._cpu_search(index, queries, kk, params)
             elif self.use_gpu and kk <= _GPU_MAX_K and getattr(index, "nprobe", 1) <= _GPU_MAX_K:
-                if shard.gpu_index is None:
-                    shard.gpu_index = self._to_gpu(index)
-                scores, ids = shard.gpu_index.search(queries, kk)
+                with self._gpu_lock:
+                    if shard.gpu_index is None:
+                        shard.gpu_index = self._to_gpu(index)
+                    scores, ids = shard.gpu_index.search(queries, kk)
             else:
                 scores, ids = self._cpu_search(index, queries, kk, None)
         if kk < k:
@@ -321,13 +397,14 @@ class FaissIndex:
         ids = as_id_array(ids)
         if len(ids) == 0:
             return
-        with self._lock:
-            shard = self._shard(user_id, create=False)
+        with self._locked(user_id, create=False) as shard:
             if shard is None:
                 return
             shard.index.remove_ids(self._remove_selector(shard.index, ids))
             shard.dirty = True
             shard.gpu_index = None
+            if shard.upgrade_log is not None:
+                shard.upgrade_log.update(ids.tolist())
 
     def _remove_selector(self, index: Any, ids: np.ndarray) -> Any:
         # IVF's hashtable direct map only removes through an IDSelectorArray;
@@ -338,19 +415,20 @@ class FaissIndex:
 
     def delete_user(self, user_id: str) -> None:
         with self._lock:
-            self._shards.pop(validate_user_id(user_id), None)
+            shard = self._shards.pop(validate_user_id(user_id), None)
+            if shard is not None:
+                with shard.lock:
+                    shard.detached = True
             folder = self.directory / user_dir_name(user_id)
             if folder.exists():
                 shutil.rmtree(folder)
 
     def count(self, user_id: str) -> int:
-        with self._lock:
-            shard = self._shard(user_id, create=False)
+        with self._locked(user_id, create=False) as shard:
             return 0 if shard is None else int(shard.index.ntotal)
 
     def ids(self, user_id: str) -> np.ndarray:
-        with self._lock:
-            shard = self._shard(user_id, create=False)
+        with self._locked(user_id, create=False) as shard:
             return EMPTY_IDS if shard is None else _index_ids(self._faiss, shard.index)
 
     def users(self) -> list[str]:
@@ -370,13 +448,11 @@ class FaissIndex:
         return found
 
     def synced_version(self, user_id: str) -> int | None:
-        with self._lock:
-            shard = self._shard(user_id, create=False)
+        with self._locked(user_id, create=False) as shard:
             return None if shard is None else shard.version
 
     def mark_synced(self, user_id: str, version: int) -> None:
-        with self._lock:
-            shard = self._shard(user_id, create=True)
+        with self._locked(user_id, create=True) as shard:
             assert shard is not None
             if shard.version != version:
                 shard.version = version
@@ -385,12 +461,16 @@ class FaissIndex:
     def save(self) -> None:
         with self._lock:
             for shard in self._shards.values():
-                if shard.dirty:
-                    self._write(shard)
+                with shard.lock:
+                    if shard.dirty:
+                        self._write(shard)
 
     def close(self) -> None:
         self.save()
         with self._lock:
+            for shard in self._shards.values():
+                with shard.lock:
+                    shard.detached = True
             self._shards.clear()
 
 

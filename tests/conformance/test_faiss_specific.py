@@ -138,3 +138,41 @@ def test_single_queries_run_on_one_thread_and_restore_it(tmp_path, monkeypatch):
     assert (ids[:, 0] == [1, 2, 3]).all()
     index.search("u", _data(100)[:25], k=1)  # a batch: FAISS's own threading
     assert seen == [1, before] and faiss.omp_get_max_threads() == before
+
+
+def test_ivf_training_blocks_no_search_and_loses_no_write(tmp_path, monkeypatch):
+    """While a user's IVF index trains, other users and the same user are searched
+    (on the flat shard), and writes made during training reach the swapped-in IVF."""
+    import threading
+
+    from personalize.indexes import faiss_index as module
+
+    training, release = threading.Event(), threading.Event()
+    real_build = module.build_ivf
+
+    def slow_build(*args, **kwargs):
+        training.set()
+        assert release.wait(30), "the test never released the training"
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(module, "build_ivf", slow_build)
+    data = _data(1400)
+    index = FaissIndex(tmp_path, DIM, ann_threshold=1000, nprobe=64)
+    index.add("other", np.arange(5001, 5101), data[1300:1400])
+    upgrader = threading.Thread(target=index.add, args=("big", np.arange(1, 1201), data[:1200]))
+    upgrader.start()
+    assert training.wait(30)
+    # Training holds no lock: both users answer, the big one from its flat shard.
+    _, ids = index.search("other", data[1300], k=1)
+    assert ids[0, 0] == 5001
+    _, ids = index.search("big", data[5], k=1)
+    assert ids[0, 0] == 6 and isinstance(index._shards["big"].index, faiss.IndexIDMap2)
+    index.add("big", np.arange(1201, 1301), data[1200:1300])  # written during training
+    index.delete("big", np.arange(1, 11))
+    release.set()
+    upgrader.join(30)
+    assert isinstance(index._shards["big"].index, faiss.IndexIVF)
+    held = set(index.ids("big").tolist())
+    assert held == set(range(11, 1301)) and index.count("big") == 1290
+    _, ids = index.search("big", data[1250], k=1)
+    assert ids[0, 0] == 1251
