@@ -122,6 +122,10 @@ class Task:
         join: how rendered items are joined in a prompt (LaMP: ``", and "``).
         prompt_template: the full prompt; ``{items}`` and ``{input}`` are filled in.
             ``{summary}`` is filled with the user's summary block (or nothing).
+        examples: requests a user would type for this task ("suggest a title for my
+            paper"). Task detection compares a query with the description and each
+            example and keeps the best match, so phrasings far from the one-line
+            description are still recognized.
         render: overrides :meth:`render_item` entirely when given.
         query: overrides :meth:`retrieval_query` entirely when given.
     """
@@ -140,6 +144,7 @@ class Task:
     output_keys: tuple[str, ...] = ()
     join: str = "\n"
     prompt_template: str = "{summary}{items}\n\n{input}"
+    examples: tuple[str, ...] = ()
     render: Callable[[str, Mapping[str, Any]], str] | None = None
     query: Callable[[str], str] | None = None
 
@@ -154,6 +159,9 @@ class Task:
             raise ConfigError(f"task {self.name!r} needs a summary_instruction")
         if self.score_range[0] >= self.score_range[1]:
             raise ConfigError(f"task {self.name!r}: score_range must be (low, high) with low < high")
+        if isinstance(self.examples, str) or not all(isinstance(e, str) and e.strip() for e in self.examples):
+            raise ConfigError(f"task {self.name!r}: examples must be a sequence of non-empty strings")
+        object.__setattr__(self, "examples", tuple(self.examples))  # frozen: lists in, tuples kept
 
     # ------------------------------------------------------------ profile items
     @property
@@ -347,6 +355,7 @@ def default_tasks() -> TaskRegistry:
             labels=("[1]", "[2]"),
             join=", and ",
             prompt_template="{summary}The author has written papers titled: {items}.\n\n{input}",
+            examples=("which of these two papers would I cite?", "would I cite [1] or [2] in my paper?", "pick the reference I am more likely to cite"),
         ),
         Task(
             name="movie_tagging",
@@ -363,6 +372,7 @@ def default_tasks() -> TaskRegistry:
             label_keys=("tag", "tags", "label", "labels", "category"),
             join=", and ",
             prompt_template="{summary}{items}. {input}",
+            examples=("which tag fits this movie?", "tag this movie: a crew of astronauts meets an alien", "what tag would I give this film?"),
         ),
         Task(
             name="product_rating",
@@ -378,6 +388,7 @@ def default_tasks() -> TaskRegistry:
             score_keys=("score", "rating", "stars"),
             join=", and ",
             prompt_template="{summary}{items}. {input}",
+            examples=("how many stars would I give this review?", "rate this product review from 1 to 5", "what score would I give this product?"),
         ),
         Task(
             name="news_headline",
@@ -392,6 +403,7 @@ def default_tasks() -> TaskRegistry:
             output_keys=("title", "headline"),
             join=", and ",
             prompt_template="{summary}{items}. {input}",
+            examples=("write a headline for this article", "give this news story a headline", "suggest a title for this article"),
         ),
         Task(
             name="scholarly_title",
@@ -407,6 +419,7 @@ def default_tasks() -> TaskRegistry:
             output_keys=("title",),
             join=", and ",
             prompt_template="{summary}{items}. " + _GEN_STYLE + "{input}",
+            examples=("suggest a title for my paper", "what should I call my paper about this?", "write a title for this abstract"),
         ),
         Task(
             name="email_subject",
@@ -423,6 +436,7 @@ def default_tasks() -> TaskRegistry:
             output_keys=("subject",),
             join=", and ",
             prompt_template="{summary}{items}. {input}",
+            examples=("write a subject line for this email", "suggest an e-mail subject", "what subject should this message have?"),
         ),
         Task(
             name="tweet_paraphrase",
@@ -437,6 +451,7 @@ def default_tasks() -> TaskRegistry:
             query_markers=("it:", "tweet:"),
             join=", and ",
             prompt_template="{summary}{items} are written by a person. " + _GEN_STYLE + "{input}",
+            examples=("paraphrase this tweet", "rewrite this tweet in my voice", "say this as a tweet"),
         ),
         Task(
             name="chat",

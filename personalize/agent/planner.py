@@ -110,8 +110,8 @@ class Planner:
         embed_one: ``text -> (dim,) float32`` unit vector (``Personalizer.queries.embed_one``).
         embed_many: ``texts -> (n, dim)`` unit vectors, for task descriptions and prototypes.
         llm: an optional LLM that plans instead (falls back to embeddings on failure).
-        task_threshold: the least cosine between a query and a task description
-            for the task to be detected.
+        task_threshold: the least cosine between a query and a task's description
+            or one of its examples for the task to be detected.
         default_task: the task used when none is detected (if registered).
         generic_margin: how much closer to generic prototypes than to personal
             ones a query must be to skip personalization.
@@ -123,7 +123,7 @@ class Planner:
         embed_many: Any,
         *,
         llm: Any = None,
-        task_threshold: float = 0.47,
+        task_threshold: float = 0.52,
         default_task: str | None = "chat",
         generic_margin: float = 0.15,
     ) -> None:
@@ -136,6 +136,7 @@ class Planner:
         self._lock = threading.Lock()
         self._task_key: tuple[tuple[str, str], ...] | None = None
         self._task_vectors: np.ndarray | None = None
+        self._task_owners: np.ndarray = np.zeros(0, dtype=np.int64)
         self._prototypes: tuple[np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------ public
@@ -177,25 +178,32 @@ class Planner:
         candidates = [t for t in tasks if t.name != fallback]
         if not candidates:
             return fallback, "default" if fallback else None, None
-        vectors = self._task_matrix(candidates)
+        vectors, owners = self._task_matrix(candidates)
         # Long inputs ("write a subject line for this email: <the e-mail>") dilute
         # the instruction; compare the instruction part on its own too.
-        sims = vectors @ qvec
+        row_sims = vectors @ qvec
         head = _instruction(query)
         if head and head != query:
-            sims = np.maximum(sims, vectors @ self._embed_one(head))
+            row_sims = np.maximum(row_sims, vectors @ self._embed_one(head))
+        # A task scores its best row: the description or one of its examples.
+        sims = np.full(len(candidates), -np.inf, dtype=np.float32)
+        np.maximum.at(sims, owners, row_sims)
         best = int(np.argmax(sims))
         if float(sims[best]) >= self.task_threshold:
             return candidates[best].name, "embedding", float(sims[best])
         return fallback, "default" if fallback else None, float(sims[best])
 
-    def _task_matrix(self, tasks: Sequence[TaskLike]) -> np.ndarray:
-        key = tuple((t.name, t.description) for t in tasks)
+    def _task_matrix(self, tasks: Sequence[TaskLike]) -> tuple[np.ndarray, np.ndarray]:
+        """One row per task description and example, and the index of the task owning each row."""
+        phrases = [(n, text) for n, t in enumerate(tasks)
+                   for text in (t.description, *getattr(t, "examples", ()))]
+        key = tuple((tasks[n].name, text) for n, text in phrases)
         with self._lock:
             if key != self._task_key or self._task_vectors is None:
-                self._task_vectors = np.asarray(self._embed_many([t.description for t in tasks]), np.float32)
+                self._task_vectors = np.asarray(self._embed_many([text for _, text in phrases]), np.float32)
+                self._task_owners = np.asarray([n for n, _ in phrases], dtype=np.int64)
                 self._task_key = key
-            return self._task_vectors
+            return self._task_vectors, self._task_owners
 
     def _needs_personalization(self, query: str, qvec: np.ndarray) -> tuple[bool, str]:
         if _PERSONAL.search(query):

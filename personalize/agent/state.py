@@ -90,7 +90,8 @@ class GraphOptions:
             this is "weak" and triggers one query rewrite.
         max_reflections: the bound on reflect rounds.
         default_task: the task used when none is given or detected (if registered).
-        task_threshold: least cosine between query and task description to detect a task.
+        task_threshold: least cosine between the query and a task's description or one of its
+            examples to detect the task.
         default_user_id: the user of runs whose context names none (demos and
             Studio only; a multi-user app always passes the user).
         self_statement_bonus: added to the score of retrieved chat turns in which
@@ -107,7 +108,7 @@ class GraphOptions:
     weak_score: float = 0.35
     max_reflections: int = 1
     default_task: str | None = "chat"
-    task_threshold: float = 0.47
+    task_threshold: float = 0.52
     default_user_id: str | None = None
     self_statement_bonus: float = 0.1
 

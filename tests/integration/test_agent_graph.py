@@ -10,6 +10,7 @@ import pytest
 from personalize.agent import PersonalContext
 from personalize.agent.graph import RunContext, context_from_state, create_personalization_graph
 from personalize.errors import ConfigError, InvalidUserIdError, NotFoundError
+from personalize.tasks import Task
 from personalize.tokens import default_token_counter
 
 USERS = ("alice", "bob", "carol")
@@ -76,6 +77,25 @@ def test_task_detection_and_given_task(loaded) -> None:
     assert ctx.task == "chat" and ctx.info["task_source"] == "default"
     with pytest.raises(NotFoundError):
         loaded.context("bob", "dinner ideas", task="no-such-task")
+
+
+def test_task_examples_catch_phrasings_far_from_the_description(loaded) -> None:
+    """A request phrased unlike the task's one-line description is still detected
+    through the task's examples; questions about the user's past stay chat."""
+    for query, task in [
+        ("Suggest a title for my paper on sparse attention", "scholarly_title"),
+        ("what should I call my paper about graph neural networks?", "scholarly_title"),
+        ("How many stars would I give this blender review: works fine but loud", "product_rating"),
+        ("Can you give this article a headline? The city council voted to close the pool.", "news_headline"),
+        ("what movie did I watch last week?", "chat"),
+        ("Do you remember the title of the book I liked?", "chat"),
+    ]:
+        assert loaded.context("carol", query).task == task, query
+    custom = Task(name="recipes", description="suggest a recipe the user will like", kind="chat",
+                  summary_instruction="Summarize the user's tastes in food.", examples=["what should I cook tonight?"])
+    assert custom.examples == ("what should I cook tonight?",)
+    with pytest.raises(ConfigError):
+        Task(name="bad", description="x", kind="chat", summary_instruction="y", examples="not a list")
 
 
 def test_generic_queries_need_no_personalization(loaded) -> None:
