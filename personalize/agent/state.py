@@ -83,7 +83,10 @@ class GraphOptions:
 
     Attributes:
         packing: the packing rules.
-        summary_scores: the summary's usefulness prior, by how the task was chosen.
+        summary_scores: the summary's usefulness prior, by how the task was chosen;
+            a summary scoring at least ``packing.reserve_min_score`` (0.6) gets
+            the reserved share of the budget (a task given or detected), the
+            default task's (0.5) competes with the other items.
         persona_k: persona facts matched per query (scaled up with the budget).
         memory_score: the agentic memory's usefulness prior.
         weak_score: with ``reflect``, packed retrieval whose best score is below

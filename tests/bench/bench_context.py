@@ -13,7 +13,10 @@ Quality, in one run with the same embedder and data:
     one, or the preference text itself is in the prompt; at 256 and 512 tokens.
 
 Latency: ``context()`` (no LLM) p50/p95 beside ``search()`` at 1k/10k chunks for
-one user, query embedding included ("cold") and cached ("warm").
+one user, query embedding included ("cold") and cached ("warm"). ``--parts pack``
+times ``pack()`` alone on the candidates the graph builds for LoCoMo questions
+(after ``refresh()``, budget 512): first with a fresh token counter, then again
+with its cache warm.
 
     python -m tests.bench.bench_context --out bench-results/context.json [--quick]
 """
@@ -194,11 +197,51 @@ def latency(embedder: Any, sizes: list[int], queries: list[str], refresh: bool) 
     return results
 
 
+def pack_latency(embedder: Any, quick: bool, budget: int = 512) -> dict[str, Any]:
+    """``pack()`` alone, on the candidates the graph hands it for LoCoMo questions."""
+    import personalize.agent.nodes as nodes
+    from personalize.agent.packing import pack
+    from personalize.tokens import TiktokenCounter
+
+    convs = datasets.load_locomo()[: 1 if quick else 2]
+    calls: list[tuple[list[Any], dict[str, Any]]] = []
+    real = nodes.pack
+
+    def spy(cands: Any, **kw: Any) -> Any:
+        calls.append((list(cands), {k: v for k, v in kw.items() if k != "counter"}))
+        return real(cands, **kw)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        p = _open(Path(tmp) / "d", embedder)
+        for conv in convs:
+            p.add_messages(conv.sample_id, locomo_messages(conv), progress=False)
+            p.refresh(conv.sample_id)
+        nodes.pack = spy
+        try:
+            for conv in convs:
+                for qa in conv.qa[:: 2]:
+                    p.context(conv.sample_id, qa.question, budget_tokens=budget, force=True)
+        finally:
+            nodes.pack = real
+        p.close()
+    counter = TiktokenCounter()  # nothing counted yet
+    out: dict[str, Any] = {"calls": len(calls), "budget": budget,
+                           "candidates_per_call": round(float(np.mean([len(c) for c, _ in calls])), 1)}
+    for label in ("fresh_counter", "warm_counter"):
+        times = []
+        for cands, kw in calls:
+            with Timer() as t:
+                pack(cands, counter=counter, **kw)
+            times.append(t.ms)
+        out[label] = percentiles(times)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench-results/context.json")
     parser.add_argument("--quick", action="store_true", help="subsets, for a smoke run")
-    parser.add_argument("--parts", default="locomo,prefeval,latency")
+    parser.add_argument("--parts", default="locomo,prefeval,latency,pack")
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--prefeval-items", type=int, default=100, help="items sampled per PrefEval form")
     args = parser.parse_args()
@@ -234,6 +277,9 @@ def main() -> None:
         sizes = [int(s) for s in args.sizes.split(",")]
         # The bare embedder: a "cold" query must really be embedded.
         result["latency"] = latency(base, sizes, queries, refresh=True)
+    if "pack" in parts:
+        result["pack"] = pack_latency(embedder, args.quick)
+        print("pack", result["pack"])
     write_result(args.out, result)
 
 

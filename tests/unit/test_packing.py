@@ -106,9 +106,9 @@ def test_higher_usefulness_wins_at_equal_length() -> None:
 
 def test_usefulness_is_per_token() -> None:
     long_text = "A rambling note that repeats itself about many unrelated things. " * 30
-    cands = [chunk(0, long_text, 0.6), fact(1, "Is vegetarian", 0.5), fact(2, "Loves hiking", 0.5)]
+    cands = [chunk(0, long_text, 0.55), fact(1, "Is vegetarian", 0.5), fact(2, "Loves hiking", 0.5)]
     ctx = pack(cands, user_id="u", query="q", task=None, budget_tokens=120,
-               config=PackingConfig(length_exponent=1.0, caps={"persona": 1.0}))
+               config=PackingConfig(length_exponent=1.0, content_exponent=0.0, caps={"persona": 1.0}))
     kinds = [i.kind for i in ctx.items]
     assert kinds.count("fact") == 2, "two short, useful facts beat one long chunk per token"
 
@@ -119,7 +119,7 @@ def test_summary_gets_its_reserved_share_and_retrieval_the_rest() -> None:
     summ = ctx.section("summary")
     assert summ is not None and summ.items[0].metadata.get("truncated") is True
     assert summ.items[0].tokens <= 0.3 * 512 + 2
-    assert ctx.section("retrieved") is not None and ctx.section("persona") is not None
+    assert ctx.section("retrieved") is not None
 
 
 def test_no_summary_means_more_retrieval() -> None:
@@ -140,13 +140,13 @@ def test_near_duplicates_are_dropped() -> None:
         Candidate("retrieved", "document", "I am vegetarian and love cooking.", 0.9, (Source(1),), vector=v),
         Candidate("retrieved", "document", "I'm vegetarian, and I love cooking!", 0.8, (Source(2),), vector=w),
         Candidate("retrieved", "document", "I  am VEGETARIAN and love cooking", 0.7, (Source(3),)),
-        Candidate("persona", "fact", "am vegetarian and love", 0.6, (Source(4),)),
+        Candidate("persona", "fact", "am vegetarian and love", 0.95, (Source(4),)),
         Candidate("retrieved", "document", "Completely different: the marathon is in October.", 0.5, (Source(5),)),
         Candidate("retrieved", "document", "I am vegetarian and love cooking.", 0.4, (Source(1),)),  # same chunk again
     ]
     ctx = pack_(cands, 400)
     ids = [i.sources[0].chunk_id for i in ctx.items]
-    # The short fact goes first (best of its section, cheapest); chunk 1 carries
+    # The short fact goes first (best score, cheapest); chunk 1 carries
     # more than it and stays; 2 (cosine), 3 (same words) and 1 again (same chunk) go.
     assert sorted(ids) == [1, 4, 5]
     assert ctx.info["duplicates_dropped"] == 3
@@ -206,3 +206,130 @@ def test_packing_config_is_validated() -> None:
         PackingConfig(reserve={"nope": 0.2})
     with pytest.raises(ConfigError):
         PackingConfig(caps={"persona": 1.5})
+    for bad in ({"source_margin": {"nope": 0.1}}, {"question_weight": 1.5}, {"content_cap": 0},
+                {"content_exponent": 3.0}, {"weights": {"persona": -1.0}}):
+        with pytest.raises(ConfigError):
+            PackingConfig(**bad)
+
+
+# ------------------------------------------------------------ compact layout
+def turn(i: int, text: str, score: float, when: str, speaker: str = "Caroline") -> Candidate:
+    return Candidate("retrieved", "message", text, score, (Source(400 + i, 40 + i, f"D1:{i}"),),
+                     {"speaker": speaker, "timestamp": when, "session": "s1"})
+
+
+DAY_LINE = re.compile(r"^\d{1,2} [A-Z][a-z]{2}( \d{4})?:$")
+
+
+def test_chat_turns_are_grouped_under_day_lines_in_time_order() -> None:
+    cands = [
+        turn(1, "I adopted a puppy named Rex last weekend.", 0.9, "2023-05-25T10:00:00"),
+        turn(2, "We went hiking in the Alps with Rex.", 0.8, "2023-05-25T10:05:00", "Melanie"),
+        turn(3, "My sister got married in June, it was lovely.", 0.7, "2023-05-08T09:00:00"),
+        turn(4, "Rex learned to fetch the newspaper this morning.", 0.6, "2024-01-03T08:00:00"),
+        chunk(5, "Packing list for the Alps: boots, rain jacket.", 0.5),
+    ]
+    ctx = pack_(cands, 400)
+    prompt = ctx.to_prompt()
+    assert ctx.tokens == COUNTER.count(prompt) <= 400
+    block = prompt.split("<user_data>\n", 1)[1].split("\n</user_data>", 1)[0].splitlines()
+    # Undated items first (best first), then the turns in time order, one day line per day,
+    # the year only when it changes.
+    assert block[0].startswith("- Packing list")
+    assert block[1:] == [
+        "8 May 2023:",
+        "- Caroline: My sister got married in June, it was lovely. [#403 D1:3]",
+        "25 May:",
+        "- Caroline: I adopted a puppy named Rex last weekend. [#401 D1:1]",
+        "- Melanie: We went hiking in the Alps with Rex. [#402 D1:2]",
+        "3 Jan 2024:",
+        "- Caroline: Rex learned to fetch the newspaper this morning. [#404 D1:4]",
+    ]
+    assert [i.sources[0].chunk_id for i in ctx.section("retrieved").items] == [105, 403, 401, 402, 404]
+    # Standalone rendering (LlamaIndex nodes) keeps the date on the line.
+    from personalize.agent.context import render_item
+
+    item = ctx.section("retrieved").items[1]
+    assert render_item(item.kind, item.text, item.sources, item.metadata).startswith("- 8 May 2023 Caroline: ")
+    assert PersonalContext.from_dict(ctx.to_dict()).to_prompt() == prompt
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    texts=st.lists(st.text(min_size=1, max_size=200), min_size=1, max_size=30),
+    days=st.lists(st.integers(0, 900), min_size=30, max_size=30),
+    budget=st.integers(0, 900),
+)
+def test_budget_holds_with_dated_turns(texts: list[str], days: list[int], budget: int) -> None:
+    from datetime import datetime, timedelta
+
+    start = datetime(2022, 12, 20, 23, 30)
+    cands = [
+        Candidate("retrieved" if i % 5 else "persona", "message", t, 1.0 - i / 40,
+                  (Source(i, i, f"m{i}"),),
+                  {"speaker": "u\n## x" if i % 3 else None, "timestamp": (start + timedelta(days=days[i])).isoformat()})
+        for i, t in enumerate(texts)
+    ]
+    ctx = pack(cands, user_id="u", query="q", task=None, budget_tokens=budget)
+    prompt = ctx.to_prompt()
+    assert COUNTER.count(prompt) == ctx.tokens <= budget
+    for block in re.findall(r"<user_data>\n(.*?)\n</user_data>", prompt, flags=re.S):
+        for line in block.splitlines():
+            assert line.startswith("- ") or DAY_LINE.match(line), line
+
+
+def test_a_large_budget_is_nearly_filled_with_short_turns() -> None:
+    cands = [turn(i, f"Turn {i}: we talked about the garden, the roses and the tomatoes again.", 0.9 - i / 200,
+                  f"2023-0{1 + i % 9}-1{i % 10}T10:00:00") for i in range(60)]
+    for budget in (256, 512, 1024):
+        ctx = pack_(cands, budget)
+        assert budget - 30 <= ctx.tokens <= budget, "at most about one line is left"
+
+
+# ------------------------------------------------------- usefulness across sources
+def test_a_fact_drawn_from_a_packed_turn_is_a_duplicate() -> None:
+    t = turn(1, "Honestly I can't stand cilantro, it tastes like soap to me.", 0.8, "2023-05-25T10:00:00")
+    same_source = Candidate("persona", "fact", "Dislikes cilantro", 0.75, (Source(401, 41, "D1:1"),),
+                            {"category": "preference"})
+    other = Candidate("persona", "fact", "Is training for a marathon", 0.75, (Source(999, 99, "D9:9"),),
+                      {"category": "goal"})
+    ctx = pack_([t, same_source, other], 400)
+    texts = [i.text for i in ctx.items]
+    assert "Dislikes cilantro" not in texts and "Is training for a marathon" in texts
+    assert ctx.info["duplicates_dropped"] == 1
+
+
+def test_a_weak_fact_or_memory_line_does_not_displace_a_better_turn() -> None:
+    turns = [turn(i, f"Turn {i} about the trip to Lisbon and the tram rides we took.", 0.8 - i * 0.005,
+                  "2023-05-25T10:00:00") for i in range(12)]
+    facts = [Candidate("persona", "fact", f"Likes board game number {i}", 0.3, (Source(900 + i),), {"category": "x"})
+             for i in range(6)]
+    memory = [Candidate("memory", "memory", f"Mentioned a cousin {i}", 0.3, (), {"generator": "extractive"})
+              for i in range(6)]
+    ctx = pack_(turns + facts + memory, 200)
+    assert {s.name for s in ctx.sections} == {"retrieved"}, "turns that match better come first"
+    roomy = pack_(turns + facts + memory, 2000)
+    assert roomy.section("persona") is not None, "with room to spare, the rest still comes in"
+
+
+def test_only_a_summary_that_scores_gets_the_reserved_share() -> None:
+    long_summary = " ".join(f"Point {i}: the user likes topic {i} and mentions it often." for i in range(60))
+    turns = [turn(i, f"Turn {i} about the trip to Lisbon and the tram rides we took.", 0.8 - i * 0.01,
+                  "2023-05-25T10:00:00") for i in range(30)]
+    asked = pack_([summary(long_summary, 0.8), *turns], 512)  # the task was given or detected
+    fallback = pack_([summary(long_summary, 0.5), *turns], 512)  # the default task's summary
+    assert asked.section("summary").items[0].tokens >= 0.25 * 512
+    assert fallback.section("summary") is None
+
+
+def test_turns_that_only_ask_rank_below_turns_that_state() -> None:
+    from personalize.agent.packing import only_asks
+
+    assert only_asks("Wow! Did you see that band?")
+    assert only_asks("Cool! What did it look like? [shares a photo: a dog. Nice.]")
+    assert not only_asks("I went to a support group yesterday. Have you been?")
+    assert not only_asks("No question here.")
+    cands = [turn(1, "Wow, that's cool! What happened at the support group meeting?", 0.8, "2023-05-08T10:00:00"),
+             turn(2, "I went to a support group meeting yesterday and it was powerful.", 0.78, "2023-05-08T10:01:00")]
+    ctx = pack_(cands, 75)  # room for one of them
+    assert [i.sources[0].chunk_id for i in ctx.items] == [402]
