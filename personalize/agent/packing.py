@@ -29,61 +29,40 @@ The rules, in order (docs/agent.md has the measurements behind them):
 
 Each candidate is rendered and counted at most once per call, and only when it
 is offered with room it could fit in.
+
+This module holds the entry point and the public types; the work is done in
+private helpers: ``_selection`` (the greedy passes), ``_usefulness`` (rule 3),
+``_dedup`` (rule 4) and ``_lines`` (rendering, counting and truncating one
+candidate's line).
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from ..errors import ConfigError
 from ..tokens import TokenCounter, default_token_counter
+from ._lines import Chosen, Prep, truncate_text
+from ._selection import Selector
+from ._usefulness import only_asks
 from .context import (
-    SECTION_CLOSE,
     SECTION_NAMES,
     ContextItem,
     ContextSection,
     PersonalContext,
     SectionName,
     Source,
-    day_of,
     prompt_lines,
-    render_day,
-    render_header,
     render_item,
-    render_section_open,
     sort_key,
 )
 
-__all__ = ["Candidate", "PackingConfig", "pack", "truncate_text"]
+__all__ = ["Candidate", "PackingConfig", "only_asks", "pack", "truncate_text"]
 
 logger = logging.getLogger(__name__)
-
-_WORD = re.compile(r"[a-z0-9]+")
-_SENTENCE_END = re.compile(r"[.!?\u2026](?=\s)|\n")
-_ELLIPSIS = "\u2026"
-_BRACKETED = re.compile(r"\[[^\]]*\]")
-_SENTENCE = re.compile(r"[^.!?\u2026]+[.!?\u2026]*")
-
-
-def only_asks(text: str) -> bool:
-    """Whether ``text`` only asks: every sentence a question or an interjection ("Wow!", "Thanks Mel!").
-
-    Bracketed asides (``[shares a photo: ...]``) are ignored.
-    """
-    if "?" not in text:
-        return False
-    for sentence in _SENTENCE.findall(_BRACKETED.sub(" ", text)):
-        sentence = sentence.strip()
-        if sentence and not sentence.endswith("?") and sentence.count(" ") >= 3:
-            return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -189,153 +168,6 @@ class Candidate:
     truncatable: bool = True
 
 
-def truncate_text(text: str, max_tokens: int, counter: TokenCounter) -> str:
-    """A prefix of ``text`` of at most ``max_tokens`` tokens, ending in an ellipsis.
-
-    Cuts at a sentence end when that keeps most of the room; ``""`` when
-    nothing fits.
-    """
-    if max_tokens <= 0:
-        return ""
-    if counter.count(text) <= max_tokens:
-        return text
-    room = max_tokens - counter.count(_ELLIPSIS)
-    if room <= 0:
-        return ""
-    prefix = counter.truncate(text, room)
-    ends = [m.end() for m in _SENTENCE_END.finditer(prefix)]
-    if ends and ends[-1] >= 0.6 * len(prefix):
-        prefix = prefix[: ends[-1]]
-    prefix = prefix.rstrip()
-    while prefix and counter.count(prefix + _ELLIPSIS) > max_tokens:
-        prefix = counter.truncate(prefix, max(counter.count(prefix) - 1, 0)).rstrip()
-    return prefix + _ELLIPSIS if prefix else ""
-
-
-
-def _norm_words(text: str) -> str:
-    return " ".join(_WORD.findall(text.lower()))
-
-
-class _Prep:
-    """One candidate's rendering and costs, each computed at most once per :func:`pack` call."""
-
-    __slots__ = ("cand", "est", "_day", "_line", "_cost", "_norm", "_overhead", "key")
-
-    def __init__(self, cand: Candidate) -> None:
-        self.cand = cand
-        # For ordering only (the budget uses exact counts): about 4 bytes a
-        # token, plus the line's prefix and citation.
-        self.est = len(cand.text.encode("utf-8", "replace")) / 4 + _LINE_ESTIMATE
-        self._day: Any = _UNSET
-        self._line: str | None = None
-        self._cost = -1
-        self._norm: str | None = None
-        self._overhead = -1
-        self.key: tuple[Any, ...] | None = None
-
-    @property
-    def day(self) -> str | None:
-        if self._day is _UNSET:
-            self._day = day_of(self.cand.kind, self.cand.metadata)
-        return self._day  # type: ignore[no-any-return]
-
-    def line(self) -> str:
-        if self._line is None:
-            c = self.cand
-            self._line = render_item(c.kind, c.text, c.sources, c.metadata, dated=self.day is None)
-        return self._line
-
-    def cost(self, counter: TokenCounter) -> int:
-        # With its line break: BPE merges "]" or "." with it, and no token
-        # spans two lines, so these add up to the whole prompt's count.
-        if self._cost < 0:
-            self._cost = counter.count(self.line() + "\n")
-        return self._cost
-
-    def overhead(self, counter: TokenCounter) -> int:
-        """Tokens of the line around the text (prefix, citation, break)."""
-        if self._overhead < 0:
-            c = self.cand
-            self._overhead = counter.count(render_item(c.kind, "", c.sources, c.metadata, dated=self.day is None)
-                                           + "\n")
-        return self._overhead
-
-    def norm(self) -> str:
-        if self._norm is None:
-            self._norm = _norm_words(self.cand.text)
-        return self._norm
-
-
-_UNSET = object()
-_LINE_ESTIMATE = 10  # tokens of a line's prefix, citation and break, for ordering
-
-
-@dataclass
-class _Chosen:
-    prep: _Prep
-    text: str
-    line: str
-    tokens: int
-    truncated: bool
-
-    @property
-    def cand(self) -> Candidate:
-        return self.prep.cand
-
-
-class _Dedup:
-    """Near-duplicate test of a candidate against the items chosen so far."""
-
-    def __init__(self, threshold: float, capacity: int) -> None:
-        self.threshold = threshold
-        self.keys: set[int] = set()  # chunk ids of chosen retrieved items
-        self.exact: set[str] = set()
-        self.norms: list[str] = []  # padded with spaces, for whole-word containment
-        self.matrix: np.ndarray | None = None
-        self.n_vectors = 0
-        self.capacity = capacity
-
-    def is_duplicate(self, prep: _Prep) -> bool:
-        cand = prep.cand
-        if cand.sources:
-            if cand.section == "retrieved":
-                if cand.sources[0].chunk_id in self.keys:
-                    return True
-            elif cand.section != "summary" and all(s.chunk_id in self.keys for s in cand.sources):
-                # A fact or memory line drawn only from turns already packed
-                # restates them: the turn itself carries the fact and its context.
-                return True
-        norm = prep.norm()
-        if norm in self.exact:
-            return True
-        if norm.count(" ") >= 2:
-            # Only a candidate that adds nothing is a duplicate: one whose words
-            # already appear (in order) in a chosen item. A longer item that
-            # contains a chosen short one still carries more.
-            padded = f" {norm} "
-            if any(padded in other for other in self.norms):
-                return True
-        if cand.vector is not None and self.n_vectors:
-            sims = self.matrix[: self.n_vectors] @ np.asarray(cand.vector, dtype=np.float32)  # type: ignore[index]
-            if float(sims.max()) >= self.threshold:
-                return True
-        return False
-
-    def add(self, cand: Candidate, packed_norm: str) -> None:
-        if cand.section == "retrieved" and cand.sources:
-            self.keys.add(cand.sources[0].chunk_id)
-        # The packed (maybe truncated) text: what a later candidate must not repeat.
-        self.exact.add(packed_norm)
-        self.norms.append(f" {packed_norm} ")
-        if cand.vector is not None:
-            vec = np.asarray(cand.vector, dtype=np.float32).ravel()
-            if self.matrix is None:
-                self.matrix = np.empty((self.capacity, vec.shape[0]), dtype=np.float32)
-            self.matrix[self.n_vectors] = vec
-            self.n_vectors += 1
-
-
 def pack(
     candidates: Iterable[Candidate],
     *,
@@ -374,7 +206,7 @@ def pack(
     cands = [c for c in candidates if c.score >= config.min_score and c.text and not c.text.isspace()]
     details: dict[str, Any] = dict(info or {})
     details["candidates"] = {name: sum(c.section == name for c in cands) for name in SECTION_NAMES}
-    sel = _Selector([_Prep(c) for c in cands], task, budget_tokens, counter, config)
+    sel = Selector([Prep(c) for c in cands], task, budget_tokens, counter, config)
     if cands:
         sel.run()
     chosen = sel.chosen
@@ -419,161 +251,7 @@ def pack(
     )
 
 
-class _Selector:
-    """Greedy selection against exact per-line token counts (resumable, for the top-up)."""
-
-    def __init__(
-        self, preps: list[_Prep], task: str | None, budget: int, counter: TokenCounter, config: PackingConfig
-    ) -> None:
-        self.preps = preps
-        self.budget = budget
-        self.counter = counter
-        self.config = config
-        self.remaining = budget - counter.count(render_header(task) + "\n")
-        self.used = dict.fromkeys(SECTION_NAMES, 0)
-        self.opened: dict[str, bool] = {}  # section -> whether its label says "extractive"
-        self.days: set[tuple[str, str]] = set()
-        self.chosen: list[_Chosen] = []
-        self.taken: set[int] = set()
-        self.dedup = _Dedup(config.duplicate_cosine, len(preps))
-        self.duplicates = 0
-        self.order: list[_Prep] = []
-
-    def _section_cost(self, name: str, extractive: bool) -> int:
-        # Label, opening tag and closing tag, each with its line break.
-        count = self.counter.count
-        return count(render_section_open(name, extractive) + "\n") + count(SECTION_CLOSE + "\n")
-
-    def offer(self, p: _Prep, limit: float) -> None:
-        c, counter, config = p.cand, self.counter, self.config
-        avail = min(self.remaining, limit - self.used[c.section])
-        if 0 <= p._cost <= avail:
-            pass
-        elif avail < 2 or ((p._cost > avail or p.est > 2 * avail + _LINE_ESTIMATE)
-                           and (not c.truncatable or avail < config.min_truncated_tokens + 2)):
-            # Cheap rejections first, before counting: most offers near the end
-            # do not fit (the estimate is about twice the least a text of that
-            # size takes in BPE, so only a rare, very repetitive text is missed).
-            return
-        extractive = c.kind in ("summary", "memory") and c.metadata.get("generator") == "extractive"
-        if c.section not in self.opened:
-            opening = self._section_cost(c.section, extractive)
-        elif extractive and not self.opened[c.section]:
-            opening = self._section_cost(c.section, True) - self._section_cost(c.section, False)
-        else:
-            opening = 0
-        day = p.day
-        if day is not None and (c.section, day) not in self.days:
-            # Days print in time order, with the year only on the first day of
-            # each year: a short label, plus the year once per section and year.
-            label, _, year = day.rpartition(" ")
-            opening += counter.count(render_day(label) + "\n")
-            if (c.section, year) not in self.days:
-                opening += counter.count(render_day(day) + "\n") - counter.count(render_day(label) + "\n")
-        room = int(avail) - opening
-        if room < 2:  # no line is shorter
-            return
-        need = p.cost(counter)
-        if need > room and (not c.truncatable or room < config.min_truncated_tokens + 2
-                            or room - p.overhead(counter) < config.min_truncated_tokens):
-            return  # truncate only when a useful part fits
-        if self.dedup.is_duplicate(p):
-            self.taken.add(id(p))
-            self.duplicates += 1
-            return
-        if need <= room:
-            text, line, cost, truncated = c.text, p.line(), need, False
-        else:
-            text = _fit(p, room, counter, config)
-            if not text:
-                return
-            line = render_item(c.kind, text, c.sources, c.metadata, dated=day is None)
-            cost = counter.count(line + "\n")
-            truncated = True
-        self.taken.add(id(p))
-        self.dedup.add(c, _norm_words(text) if truncated else p.norm())
-        self.chosen.append(_Chosen(p, text, line, cost, truncated))
-        self.opened[c.section] = self.opened.get(c.section, False) or extractive
-        if day is not None:
-            self.days.add((c.section, day))
-            self.days.add((c.section, day.rpartition(" ")[2]))
-        self.used[c.section] += cost + opening
-        self.remaining -= cost + opening
-
-    def run(self) -> None:
-        config, budget = self.config, self.budget
-        if self.remaining <= 2:
-            return
-        # Pass 0: reserved shares, best item first within each section, for
-        # items that score as really relevant (the summary of a task that was
-        # asked for or detected, not the default task's).
-        for name, share in config.reserve.items():
-            limit = share * budget
-            for p in sorted((p for p in self.preps if p.cand.section == name
-                             and p.cand.score >= config.reserve_min_score), key=lambda p: -p.cand.score):
-                if self.remaining <= 2 or self.used[name] >= limit:
-                    break
-                self.offer(p, limit)
-        # Pass 1 (capped) and pass 2 (uncapped): usefulness per token across
-        # sources. Usefulness falls steeply with relevance (the top hits hold
-        # most answers), measured from the best candidate of any source, so a
-        # weakly matching fact or a memory line's prior never displaces a turn
-        # that matches the query better; it grows with the item's own text
-        # (a longer turn says more), and the cost is the whole line, prefix and
-        # citation included.
-        best = max(p.cand.score for p in self.preps)
-        tops: dict[str, float] = {}
-        for p in self.preps:
-            tops[p.cand.section] = max(tops.get(p.cand.section, -math.inf), p.cand.score)
-        refs = {name: max(top, best - config.source_margin.get(name, 0.0)) for name, top in tops.items()}
-        weights, sharp = config.weights, config.sharpness
-        content, exponent, question = config.content_exponent, config.length_exponent, config.question_weight
-        cap = max(config.content_cap, 1)
-
-        def priority(p: _Prep) -> float:
-            c = p.cand
-            useful = weights.get(c.section, 1.0) * math.exp(sharp * (c.score - refs[c.section]))
-            if question < 1.0 and c.kind == "message" and only_asks(c.text):
-                useful *= question
-            text = min(p.est - _LINE_ESTIMATE, cap)
-            return useful * math.pow(max(text, 1.0), content) / math.pow(p.est, exponent)
-
-        self.order = sorted(self.preps, key=priority, reverse=True)
-        for capped in (True, False):
-            self._pass(capped)
-
-    def _pass(self, capped: bool) -> None:
-        caps, budget = self.config.caps, self.budget
-        for p in self.order:
-            if self.remaining <= 2:
-                break
-            if id(p) not in self.taken:
-                self.offer(p, caps.get(p.cand.section, 1.0) * budget if capped else math.inf)
-
-    def top_up(self, slack: int) -> bool:
-        """Offer what is left to ``slack`` more tokens (measured); whether anything was added."""
-        before = len(self.chosen)
-        self.remaining = slack - 1  # the break before the new line's section or day may not merge
-        self._pass(False)
-        return len(self.chosen) > before
-
-
-def _fit(p: _Prep, room: int, counter: TokenCounter, config: PackingConfig) -> str:
-    """Truncate the candidate's text so that its rendered line (with its break) takes at most ``room`` tokens."""
-    c = p.cand
-    target = room - p.overhead(counter)
-    for _ in range(4):
-        if target < config.min_truncated_tokens:
-            return ""
-        text = truncate_text(c.text, target, counter)
-        if text and counter.count(render_item(c.kind, text, c.sources, c.metadata, dated=p.day is None)
-                                  + "\n") <= room:
-            return text
-        target -= 2
-    return ""
-
-
-def _layout(chosen: list[_Chosen]) -> tuple[tuple[ContextSection, ...], dict[int, tuple[str | None, str]]]:
+def _layout(chosen: list[Chosen]) -> tuple[tuple[ContextSection, ...], dict[int, tuple[str | None, str]]]:
     """The sections in prompt order, and each item's day and rendered line (by ``id`` of the item)."""
     by_section: dict[str, list[tuple[tuple[Any, ...], ContextItem]]] = {name: [] for name in SECTION_NAMES}
     lines: dict[int, tuple[str | None, str]] = {}
