@@ -23,6 +23,7 @@ from .errors import ConfigError
 __all__ = [
     "BACKEND_BF16",
     "BACKEND_ONNX",
+    "BACKEND_ONNX_INT8",
     "BACKEND_TORCH",
     "DEFAULT_MODEL_NAME",
     "FP32_FAMILY",
@@ -42,6 +43,7 @@ DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 BACKEND_TORCH = "torch-fp32"
 BACKEND_ONNX = "onnx-fp32"
 BACKEND_BF16 = "torch-bf16"
+BACKEND_ONNX_INT8 = "onnx-int8"
 
 #: Backends whose vectors are interchangeable (min cosine to torch fp32 >= 0.9999):
 #: a store built with one may be opened with another.
@@ -50,7 +52,11 @@ FP32_FAMILY = frozenset({BACKEND_TORCH, BACKEND_ONNX})
 #: The stated bound of each backend: min cosine to torch fp32 over the probe set.
 #: ONNX fp32 differs from torch only by kernel summation order (measured 0.9999999);
 #: bf16 keeps 8 mantissa bits, measured >= 0.9998 on real texts, bounded at 0.998.
-MIN_COSINE: dict[str, float] = {BACKEND_TORCH: 1.0, BACKEND_ONNX: 0.9999, BACKEND_BF16: 0.998}
+#: int8 (dynamic quantization of the MatMul weights, per channel) is far coarser: see
+#: ``_embed_onnx.INT8_RECIPE`` and docs/embeddings.md for the measured cosines.
+MIN_COSINE: dict[str, float] = {
+    BACKEND_TORCH: 1.0, BACKEND_ONNX: 0.9999, BACKEND_BF16: 0.998, BACKEND_ONNX_INT8: 0.95,
+}
 
 #: A few dozen varied texts: short and long, questions, chat, names, numbers,
 #: non-English, code, emoji, an empty string and one past the 256-token limit

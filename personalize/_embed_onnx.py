@@ -8,7 +8,10 @@ The first construction loads the model with torch, exports its transformer with
 - ``tokenizer.json``: the exact fast tokenizer sentence-transformers uses;
 - ``reference-<probe hash>.npy``: torch fp32 vectors of the probe texts;
 - ``meta.json``: pooling, max length, pad id, versions (written last: its
-  presence marks a complete export).
+  presence marks a complete export);
+- ``model-int8-q<recipe version>.onnx``: only for the int8 backend, created from
+  ``model.onnx`` at its first use by ONNX Runtime's dynamic quantization (needs
+  the ``onnx`` package once, like the export; nothing is downloaded).
 
 Later constructions read those files only: no torch, transformers or
 sentence-transformers import, so a process starts in about half a second.
@@ -33,6 +36,7 @@ import numpy as np
 
 from ._embed_common import (
     BACKEND_ONNX,
+    BACKEND_ONNX_INT8,
     MIN_COSINE,
     PROBE_TEXTS,
     ModelFolder,
@@ -43,7 +47,7 @@ from ._embed_common import (
 )
 from .errors import ConfigError, MissingDependencyError
 
-__all__ = ["OnnxEmbedder", "onnx_available"]
+__all__ = ["INT8_RECIPE", "OnnxEmbedder", "onnx_available"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +72,21 @@ _LEGACY_POOLING = {
     "pooling_mode_lasttoken": "lasttoken",
 }
 _SUPPORTED_POOLING = ("cls", "max", "mean", "mean_sqrt_len_tokens")
+
+#: How the int8 model is made from the fp32 export (``quantize_dynamic`` arguments).
+#: Signed int8 weights, one scale per output channel, MatMul weights only (the
+#: embedding tables stay fp32: quantizing them cost 0.007 of LoCoMo hybrid recall);
+#: activations are quantized per tensor at run time. ``reduce_range`` (7-bit
+#: weights) keeps every u8 x s8 pair sum inside int16, so CPUs without VNNI, whose
+#: kernels accumulate pairs in int16, compute the same integers as VNNI ones instead
+#: of saturating. Bump ``version`` when this changes: the file name carries it.
+INT8_RECIPE: dict[str, Any] = {
+    "version": 1,
+    "weight_type": "QInt8",
+    "per_channel": True,
+    "reduce_range": True,
+    "op_types_to_quantize": ["MatMul"],
+}
 
 
 def onnx_available(*, for_export: bool = True) -> bool:
@@ -198,6 +217,36 @@ def _export(folder: ModelFolder, target: Path, config: dict[str, Any]) -> None:
     _write_atomic(target / "meta.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
 
 
+def _int8_file_name() -> str:
+    return f"model-int8-q{INT8_RECIPE['version']}.onnx"
+
+
+class _DropPreprocessHint(logging.Filter):
+    """``quantize_dynamic`` logs a hint on the root logger about a pre-processing step
+    (shape inference for static quantization) that dynamic MatMul quantization does not need."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+def _quantize(source: Path, target: Path) -> None:
+    """Write ``target``: ``source`` (the fp32 export) with int8 weights, per :data:`INT8_RECIPE`."""
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as exc:  # onnxruntime.quantization imports the onnx package
+        raise MissingDependencyError("onnx", "onnx", "quantizing the model to int8") from exc
+    logger.info("quantizing %s to int8 in %s (once per model)", source, target)
+    recipe = {key: value for key, value in INT8_RECIPE.items() if key != "version"}
+    recipe["weight_type"] = getattr(QuantType, recipe["weight_type"])
+    hint = _DropPreprocessHint()
+    root = logging.getLogger()
+    root.addFilter(hint)
+    try:
+        _write_atomic(target, lambda tmp: quantize_dynamic(str(source), str(tmp), **recipe))
+    finally:
+        root.removeFilter(hint)
+
+
 def _save_reference(target: Path, vectors: np.ndarray) -> None:
     def write(tmp: Path) -> None:
         with tmp.open("wb") as fh:
@@ -207,10 +256,13 @@ def _save_reference(target: Path, vectors: np.ndarray) -> None:
 
 
 class OnnxEmbedder:
-    """A sentence-transformers model run by ONNX Runtime (fp32).
+    """A sentence-transformers model run by ONNX Runtime, in fp32 or int8.
 
-    Vectors match torch fp32 to a cosine of at least 0.9999 (checked on the probe
-    set at every construction), so the store treats both as one vector space.
+    fp32 vectors match torch fp32 to a cosine of at least 0.9999 (checked on the
+    probe set at every construction), so the store treats both as one vector
+    space. int8 (``precision="int8"``) runs a dynamically quantized copy of the
+    export (:data:`INT8_RECIPE`): faster, but its vectors are only close to fp32
+    (bound ``MIN_COSINE["onnx-int8"]``), so the store never mixes them with fp32.
 
     Args:
         model: a local sentence-transformers folder, or ``None`` for the bundled
@@ -225,21 +277,26 @@ class OnnxEmbedder:
             so a batch carries little padding.
         cache_dir: the cache root (default ``$PERSONALIZE_CACHE_DIR`` or
             ``~/.cache/personalize``); the export lives in ``onnx/<fingerprint>/``.
-        min_cosine: the bound against torch fp32 (default 0.9999).
+        min_cosine: the bound against torch fp32 (default: the backend's
+            ``MIN_COSINE`` entry, 0.9999 for fp32).
         batch_threads_from: the batch size at which ``batch_threads`` applies.
         spinning: let idle ONNX Runtime workers spin instead of sleeping. With
             ``threads=2`` on an otherwise idle machine this cuts a query from
             ~2.8 to ~1.8 ms; on shared or busy cores spinning steals the CPU the
             other threads need, so it is off by default.
+        precision: ``"fp32"`` (the export itself) or ``"int8"`` (its quantized
+            copy, made beside it on first use).
 
     Attributes:
-        name: the model identity; ``backend`` is ``"onnx-fp32"``; ``dim``.
+        name: the model identity; ``backend`` is ``"onnx-fp32"`` or
+            ``"onnx-int8"``; ``dim``.
         model_dir: the cache folder holding the export.
+        model_file: the ONNX file this embedder runs.
         probe_min_cosine: the measured min cosine to fp32 on the probe set.
 
     Raises:
         MissingDependencyError: ``onnxruntime`` is missing, or ``onnx`` (or
-            torch) is missing and there is no cached export yet.
+            torch) is missing and there is no cached export (or int8 copy) yet.
         ConfigError: the model cannot be reproduced in ONNX, or it drifts.
     """
 
@@ -255,6 +312,7 @@ class OnnxEmbedder:
         min_cosine: float | None = None,
         batch_threads_from: int = 16,
         spinning: bool = False,
+        precision: str = "fp32",
     ) -> None:
         try:
             import onnxruntime
@@ -262,13 +320,17 @@ class OnnxEmbedder:
             raise MissingDependencyError("onnxruntime", "onnx", "the ONNX embedding backend") from exc
         if threads < 1 or (batch_threads is not None and batch_threads < 1) or batch_size < 1:
             raise ConfigError("threads, batch_threads and batch_size must be >= 1")
+        if precision not in ("fp32", "int8"):
+            raise ConfigError(f"ONNX precision must be 'fp32' or 'int8', not {precision!r}")
         self._ort = onnxruntime
         folder = resolve_model(model, name)
         config = _pipeline_config(folder)
         self.name = folder.name
-        self.backend = BACKEND_ONNX
+        self.backend = BACKEND_ONNX if precision == "fp32" else BACKEND_ONNX_INT8
+        self.precision = precision
         self.model_path = folder.path
         self.model_dir = cache_root(cache_dir) / "onnx" / f"{folder.fingerprint()}-v{_EXPORT_VERSION}"
+        self.model_file = self.model_dir / ("model.onnx" if precision == "fp32" else _int8_file_name())
         self.batch_size = batch_size
         self.threads = threads
         self.batch_threads = batch_threads or threads
@@ -282,9 +344,9 @@ class OnnxEmbedder:
             from ._embed_torch import SentenceTransformerEmbedder
 
             _save_reference(self.model_dir, SentenceTransformerEmbedder(folder.path).embed(PROBE_TEXTS))
-        bound = MIN_COSINE[BACKEND_ONNX] if min_cosine is None else min_cosine
+        bound = MIN_COSINE[self.backend] if min_cosine is None else min_cosine
         self.probe_min_cosine = check_drift(
-            BACKEND_ONNX, self.embed(PROBE_TEXTS), np.load(reference_file), bound
+            self.backend, self.embed(PROBE_TEXTS), np.load(reference_file), bound
         )
 
     def _load_or_export(self, folder: ModelFolder, config: dict[str, Any]) -> None:
@@ -295,9 +357,23 @@ class OnnxEmbedder:
             if not meta_file.is_file():
                 self.model_dir.mkdir(parents=True, exist_ok=True)
                 _export(folder, self.model_dir, config)
+            if self.precision == "int8" and not self.model_file.is_file():
+                try:
+                    _quantize(self.model_dir / "model.onnx", self.model_file)
+                except MissingDependencyError:
+                    raise
+                except Exception as exc:  # an unreadable fp32 export: export it again
+                    if attempt:
+                        raise
+                    logger.warning("ONNX cache %s unusable (%s); exporting again", self.model_dir, exc)
+                    meta_file.unlink(missing_ok=True)
+                    continue
+            stage = "meta"
             try:
                 self._meta = json.loads(meta_file.read_text(encoding="utf-8"))
+                stage = "session"
                 self._session = self._new_session(self.threads)
+                stage = "tokenizer"
                 # The exporter drops inputs a model ignores (e.g. token_type_ids).
                 self._inputs = {i.name for i in self._session.get_inputs()}
                 tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
@@ -305,8 +381,13 @@ class OnnxEmbedder:
             except Exception as exc:  # a truncated or foreign cache entry: export it again
                 if attempt:
                     raise
-                logger.warning("ONNX cache %s unusable (%s); exporting again", self.model_dir, exc)
-                meta_file.unlink(missing_ok=True)
+                # A broken int8 copy is made again from the export; anything else, re-exported.
+                if self.precision == "int8" and stage == "session":
+                    logger.warning("ONNX cache %s unusable (%s); quantizing again", self.model_file, exc)
+                    self.model_file.unlink(missing_ok=True)
+                else:
+                    logger.warning("ONNX cache %s unusable (%s); exporting again", self.model_dir, exc)
+                    meta_file.unlink(missing_ok=True)
         # A hub tokenizer.json may carry fixed settings (MiniLM's pads and truncates at 128): padding
         # is done per length-sorted batch here, truncation at the model's limit.
         tokenizer.no_padding()
@@ -323,9 +404,7 @@ class OnnxEmbedder:
         # Spinning workers burn the cores they wait on; on shared or busy machines
         # that slows everyone (the same oversubscription that cripples OpenMP).
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
-        return ort.InferenceSession(
-            str(self.model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"]
-        )
+        return ort.InferenceSession(str(self.model_file), options, providers=["CPUExecutionProvider"])
 
     def _session_for(self, n: int) -> Any:
         if self.batch_threads == self.threads or n < self.batch_threads_from:

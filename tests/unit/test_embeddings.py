@@ -2,7 +2,8 @@
 
 Each backend is compared with torch fp32 on real texts (the bundled sample
 users' data) within its stated cosine bound; the ONNX export cache lives in a
-temporary folder so the export, its reuse and its repair are all observed.
+temporary folder so the export, its int8 copy, their reuse and their repair are
+all observed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import personalize.embeddings as embeddings
 from personalize.embeddings import (
     BACKEND_BF16,
     BACKEND_ONNX,
+    BACKEND_ONNX_INT8,
     BACKEND_TORCH,
     MIN_COSINE,
     PROBE_TEXTS,
@@ -70,6 +72,12 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def onnx(onnx_cache: Path) -> OnnxEmbedder:
     return OnnxEmbedder(cache_dir=onnx_cache)
+
+
+@pytest.fixture(scope="module")
+def int8(onnx: OnnxEmbedder, onnx_cache: Path) -> OnnxEmbedder:
+    """The int8 backend, quantized from the fp32 export of the ``onnx`` fixture."""
+    return OnnxEmbedder(cache_dir=onnx_cache, precision="int8")
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -171,18 +179,96 @@ def test_onnx_refuses_pipelines_it_cannot_reproduce(fp32, tmp_path: Path) -> Non
         OnnxEmbedder(folder, cache_dir=tmp_path / "cache")
 
 
+# ------------------------------------------------------------------ int8
+def test_int8_is_quantized_beside_the_export_and_within_its_bound(int8, onnx, texts, reference) -> None:
+    assert (int8.name, int8.backend, int8.dim) == (onnx.name, BACKEND_ONNX_INT8, 384)
+    assert int8.model_dir == onnx.model_dir  # one cache folder: the int8 copy sits beside model.onnx
+    assert int8.model_file.parent == onnx.model_dir and int8.model_file.name.startswith("model-int8-q")
+    # int8 MatMul weights; the fp32 word-embedding table (47 MB) is kept: 59 MB against 90 MB.
+    assert int8.model_file.stat().st_size < 0.7 * (onnx.model_dir / "model.onnx").stat().st_size
+    assert not [p for p in onnx.model_dir.iterdir() if p.name.endswith(".tmp")]
+    got = int8.embed(texts)
+    _assert_unit_rows(got, len(texts), 384)
+    cosines = _cosines(got, reference)
+    assert cosines.min() >= MIN_COSINE[BACKEND_ONNX_INT8]
+    assert cosines.mean() >= 0.98  # measured 0.99 on LoCoMo turns
+    # int8 is not fp32: far enough that the store must not mix them (see below).
+    assert cosines.min() < MIN_COSINE[BACKEND_ONNX]
+    assert MIN_COSINE[BACKEND_ONNX_INT8] <= int8.probe_min_cosine < 0.9999
+
+
+def test_int8_copy_is_reused_and_repaired(int8, onnx_cache: Path, monkeypatch, caplog) -> None:
+    mtime = int8.model_file.stat().st_mtime_ns
+
+    def fail(*args: object) -> None:
+        raise AssertionError("the cached export and int8 copy should have been reused")
+
+    monkeypatch.setattr(embed_onnx, "_export", fail)
+    real_quantize = embed_onnx._quantize
+    monkeypatch.setattr(embed_onnx, "_quantize", fail)
+    again = OnnxEmbedder(cache_dir=onnx_cache, precision="int8")
+    assert again.model_file == int8.model_file and int8.model_file.stat().st_mtime_ns == mtime
+    np.testing.assert_allclose(again.embed(["same text"]), int8.embed(["same text"]), atol=1e-6)
+    # A damaged int8 file is quantized again from the fp32 export (which is not re-exported).
+    cache = onnx_cache.parent / "int8-repair"
+    shutil.copytree(int8.model_dir, cache / "onnx" / int8.model_dir.name)
+    broken = cache / "onnx" / int8.model_dir.name / int8.model_file.name
+    broken.write_bytes(b"not an onnx file")
+    calls: list[Path] = []
+    monkeypatch.setattr(embed_onnx, "_quantize", lambda src, dst: (calls.append(dst), real_quantize(src, dst)))
+    with caplog.at_level("WARNING", logger="personalize._embed_onnx"):
+        repaired = OnnxEmbedder(cache_dir=cache, precision="int8")
+    assert calls == [broken] and "unusable" in caplog.text
+    np.testing.assert_allclose(repaired.embed(["same text"]), int8.embed(["same text"]), atol=1e-6)
+
+
+def test_int8_drift_refused_beyond_a_tight_bound(int8, onnx_cache: Path) -> None:
+    # int8 cannot meet the fp32 bound: the probe check must refuse it there.
+    with pytest.raises(ConfigError, match="'onnx-int8' drifts from torch fp32"):
+        make_embedder("int8", cache_dir=onnx_cache, min_cosine=MIN_COSINE[BACKEND_ONNX])
+
+
+def test_store_never_mixes_int8_and_fp32(int8, onnx, tmp_path: Path) -> None:
+    from personalize import Personalizer
+
+    with Personalizer.open(tmp_path / "fp32", embedder=onnx) as p:
+        p.add_messages("u", [{"role": "user", "content": "I love hiking in the Alps."}], session="s")
+    with pytest.raises(ConfigError, match="onnx-int8"):
+        Personalizer.open(tmp_path / "fp32", embedder=int8)
+    with Personalizer.open(tmp_path / "int8", embedder=int8) as p:
+        p.add_messages("u", [{"role": "user", "content": "I love hiking in the Alps."}], session="s")
+    with pytest.raises(ConfigError, match="onnx-int8"):
+        Personalizer.open(tmp_path / "int8", embedder=onnx)
+    with Personalizer.open(tmp_path / "int8", embedder=int8) as p:  # the same backend reopens
+        assert p.search("u", "mountains", k=1)
+
+
+def test_int8_override_by_argument_and_environment(int8, onnx_cache: Path, monkeypatch) -> None:
+    assert make_embedder("int8", cache_dir=onnx_cache).backend == BACKEND_ONNX_INT8
+    assert make_embedder("onnx-int8", cache_dir=onnx_cache).backend == BACKEND_ONNX_INT8
+    monkeypatch.setenv("PERSONALIZE_EMBED_BACKEND", "int8")
+    assert make_embedder(cache_dir=onnx_cache).backend == BACKEND_ONNX_INT8
+    # auto never picks int8, even where it runs
+    assert make_embedder("auto", cache_dir=onnx_cache).backend == BACKEND_ONNX
+    with pytest.raises(ConfigError, match="precision"):
+        OnnxEmbedder(cache_dir=onnx_cache, precision="int4")
+
+
 # ----------------------------------------------------------- all backends
-@pytest.mark.parametrize("kind", ["torch", "onnx"])
-def test_empty_input_and_batching_consistency(kind: str, fp32, onnx, texts) -> None:
-    emb = fp32 if kind == "torch" else onnx
+@pytest.mark.parametrize("kind", ["torch", "onnx", "int8"])
+def test_empty_input_and_batching_consistency(kind: str, fp32, onnx, int8, texts) -> None:
+    emb = {"torch": fp32, "onnx": onnx, "int8": int8}[kind]
     assert emb.embed([]).shape == (0, 384) and emb.embed([]).dtype == np.float32
     sample = [texts[0], "ok", texts[10], LONG_TEXT, ""]
     batch = emb.embed(sample)
     alone = np.vstack([emb.embed([t]) for t in sample])
     _assert_unit_rows(batch, len(sample), 384)
-    # Padding and batch position must not change a vector.
-    assert _cosines(batch, alone).min() >= 0.99999
-    assert _cosines(batch, emb.embed(list(reversed(sample)))[::-1]).min() >= 0.99999
+    # Padding and batch position must not change a vector. int8 quantizes activations with one
+    # scale per batch tensor, so a text's batch mates move it: "ok" batched with a 256-token text
+    # measured 0.951 against "ok" alone (LoCoMo turns, length-sorted batches: min 0.969, mean 0.991).
+    tolerance = 0.93 if kind == "int8" else 0.99999
+    assert _cosines(batch, alone).min() >= tolerance
+    assert _cosines(batch, emb.embed(list(reversed(sample)))[::-1]).min() >= tolerance
 
 
 @pytest.mark.skipif(cpu_bf16_support() is None, reason="no AVX512-BF16/AMX on this CPU")
@@ -227,6 +313,10 @@ def test_backend_labels_and_compatibility() -> None:
     assert not backends_compatible(BACKEND_TORCH, BACKEND_BF16)
     assert not backends_compatible(BACKEND_BF16, BACKEND_ONNX)
     assert backends_compatible(BACKEND_BF16, BACKEND_BF16)
+    assert backends_compatible(BACKEND_ONNX_INT8, BACKEND_ONNX_INT8)
+    for other in (BACKEND_TORCH, BACKEND_ONNX, BACKEND_BF16):
+        assert not backends_compatible(BACKEND_ONNX_INT8, other)
+        assert not backends_compatible(other, BACKEND_ONNX_INT8)
     assert backend_of(object()) == "custom:object"
     assert len(PROBE_TEXTS) >= 24
 
