@@ -8,6 +8,7 @@ they last synchronized (so the store knows when to reconcile them).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -54,8 +55,15 @@ class VectorIndex(Protocol):
     def ids(self, user_id: str) -> np.ndarray:
         """All chunk ids held for ``user_id`` (int64, any order)."""
 
-    def users(self) -> list[str]:
-        """Every user id that has vectors or files in this index."""
+    def has_user(self, user_id: str) -> bool:
+        """Whether this index holds vectors or files of ``user_id``."""
+
+    def delete_users_except(self, keep: Collection[str]) -> int:
+        """Remove every user's data except ``keep``'s (orphans of a crash mid-forget); how many went.
+
+        Takes the ids to keep rather than listing the ids held, so a backend
+        never needs to store raw user ids (Chroma keeps only hashed names).
+        """
 
     def synced_version(self, user_id: str) -> int | None:
         """The store data version this user's vectors were last synchronized to."""

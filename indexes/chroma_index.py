@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,10 @@ class ChromaIndex:
             if create:
                 coll = self._client.get_or_create_collection(
                     name,
-                    metadata={"hnsw:space": "cosine", "personalize_user": user_id},
+                    # Only the hashed name identifies the user: a raw id in
+                    # Chroma's metadata was seen in another collection's HNSW
+                    # files after forget (docs/reliability.md).
+                    metadata={"hnsw:space": "cosine"},
                     embedding_function=None,
                 )
             else:
@@ -206,17 +210,22 @@ class ChromaIndex:
         found = coll.get(include=[])["ids"]
         return np.asarray([int(i) for i in found], dtype=np.int64) if found else EMPTY_IDS
 
-    def users(self) -> list[str]:
-        found = []
-        for coll in self._client.list_collections():
-            name = getattr(coll, "name", coll)
-            if not str(name).startswith(_PREFIX):
-                continue
-            c = coll if hasattr(coll, "metadata") else self._client.get_collection(name)
-            user = (c.metadata or {}).get("personalize_user")
-            if user:
-                found.append(user)
-        return found
+    def has_user(self, user_id: str) -> bool:
+        return self._collection(user_id, create=False) is not None
+
+    def delete_users_except(self, keep: Collection[str]) -> int:
+        wanted = {self._name(u) for u in keep}
+        gone = 0
+        with self._lock:
+            for coll in self._client.list_collections():
+                name = str(getattr(coll, "name", coll))
+                if name.startswith(_PREFIX) and name not in wanted:
+                    self._client.delete_collection(name)
+                    gone += 1
+            self._collections = {u: c for u, c in self._collections.items() if self._name(u) in wanted}
+            if gone:
+                self._scrub()
+        return gone
 
     def synced_version(self, user_id: str) -> int | None:
         coll = self._collection(user_id, create=False)
@@ -227,7 +236,9 @@ class ChromaIndex:
 
     def mark_synced(self, user_id: str, version: int) -> None:
         coll = self._collection(user_id, create=True)
-        metadata = {k: v for k, v in (coll.metadata or {}).items() if not k.startswith("hnsw:")}
+        # (personalize_user: a raw user id that older versions stored; dropped here.)
+        metadata = {k: v for k, v in (coll.metadata or {}).items()
+                    if not k.startswith("hnsw:") and k != "personalize_user"}
         metadata["personalize_version"] = int(version)
         coll.modify(metadata=metadata)
 

@@ -30,7 +30,7 @@ import shutil
 import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -431,7 +431,18 @@ class FaissIndex:
         with self._locked(user_id, create=False) as shard:
             return EMPTY_IDS if shard is None else _index_ids(self._faiss, shard.index)
 
+    def has_user(self, user_id: str) -> bool:
+        with self._lock:
+            return user_id in self._shards or self._path(validate_user_id(user_id)).exists()
+
+    def delete_users_except(self, keep: Collection[str]) -> int:
+        gone = [u for u in self.users() if u not in keep]
+        for user_id in gone:
+            self.delete_user(user_id)
+        return len(gone)
+
     def users(self) -> list[str]:
+        """Every user id with a shard in memory or on disk (read from the shard headers)."""
         found: list[str] = []
         with self._lock:
             found.extend(self._shards)

@@ -163,11 +163,9 @@ class Personalizer(KnowledgeMixin, ContextMixin):
     # ---------------------------------------------------------------- sync
     def _drop_orphans(self) -> None:
         """Remove derived data of users the store no longer has (a crash mid-forget)."""
-        known = set(self.store.users())
-        for user_id in self.index.users():
-            if user_id not in known:
-                logger.info("removing vectors of a user that is no longer in the store")
-                self.index.delete_user(user_id)
+        gone = self.index.delete_users_except(set(self.store.users()))
+        if gone:
+            logger.info("removed the vectors of %d users no longer in the store", gone)
 
     def _ensure_synced(self, user_id: str) -> None:
         """Reconcile the user's vectors with SQLite when their versions differ."""

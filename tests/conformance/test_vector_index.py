@@ -101,10 +101,35 @@ def test_delete_user_removes_everything(backend_factory, vectors):
     index.save()
     index.delete_user(gone)
     assert index.count(gone) == 0
-    assert gone not in index.users() and keep in index.users()
+    assert not index.has_user(gone) and index.has_user(keep)
     assert index.synced_version(gone) is None
     reopened = backend_factory()
     assert reopened.count(gone) == 0 and reopened.count(keep) == 5
+
+
+def test_delete_users_except_removes_only_orphans(backend_factory, vectors):
+    """Orphan cleanup names the users to keep: a backend never has to list raw user ids."""
+    index = backend_factory()
+    keep, orphan = _user("keep"), _user("orphan")
+    index.add(keep, np.arange(1, 6), vectors[:5])
+    index.add(orphan, np.arange(6, 11), vectors[5:10])
+    index.save()
+    assert index.delete_users_except({keep}) == 1
+    assert index.has_user(keep) and not index.has_user(orphan)
+    assert index.delete_users_except({keep}) == 0
+    assert backend_factory().count(keep) == 5
+
+
+def test_chroma_holds_no_raw_user_id(backend_factory, vectors):
+    if not backend_factory.kind.startswith("chroma"):
+        pytest.skip("Chroma only")
+    index = backend_factory()
+    user = _user("private")
+    index.add(user, np.arange(1, 4), vectors[:3])
+    index.mark_synced(user, 2)
+    for coll in index._client.list_collections():
+        c = coll if hasattr(coll, "metadata") else index._client.get_collection(coll)
+        assert user not in repr(c.metadata) and user not in str(getattr(c, "name", c))
 
 
 def test_persistence_and_synced_version(backend_factory, vectors):
