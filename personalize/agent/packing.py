@@ -60,6 +60,9 @@ from .context import (
     sort_key,
 )
 
+# Sections whose scores are query similarities (comparable with each other).
+_SIMILARITY_SECTIONS = frozenset({"retrieved", "persona"})
+
 __all__ = ["Candidate", "PackingConfig", "only_asks", "pack", "truncate_text"]
 
 logger = logging.getLogger(__name__)
@@ -99,6 +102,11 @@ class PackingConfig:
         min_truncated_tokens: the smallest part of an item worth packing.
         duplicate_cosine: chunks at least this similar to a chosen one are dropped.
         min_score: candidates scoring below this are never packed.
+        relative_floor: retrieved chunks and persona facts scoring more than this
+            below the best of them are never packed, even with room to spare:
+            filling a budget with a fact that barely matches ("Prefers Python"
+            for "recommend a movie") only distracts the model. Summaries and
+            memory lines carry priors, not similarities, and are exempt.
         question_weight: usefulness factor of a chat turn that only asks (every
             sentence a question or an interjection such as "Wow!"): it states
             nothing about the user (on LoCoMo, such turns are 15% of the top-40
@@ -121,6 +129,7 @@ class PackingConfig:
     min_truncated_tokens: int = 12
     duplicate_cosine: float = 0.95
     min_score: float = 0.0
+    relative_floor: float | None = 0.5
     question_weight: float = 0.2
 
     def __post_init__(self) -> None:
@@ -139,6 +148,8 @@ class PackingConfig:
             raise ConfigError("content_cap must be >= 1")
         if not 0.0 <= self.question_weight <= 1.0:
             raise ConfigError("question_weight must be within [0, 1]")
+        if self.relative_floor is not None and not self.relative_floor >= 0.0:
+            raise ConfigError("relative_floor must be >= 0 (or None: no floor)")
         if self.min_truncated_tokens < 1:
             raise ConfigError("min_truncated_tokens must be >= 1")
 
@@ -204,6 +215,11 @@ def pack(
     counter = counter or default_token_counter()
     config = config or PackingConfig()
     cands = [c for c in candidates if c.score >= config.min_score and c.text and not c.text.isspace()]
+    if config.relative_floor is not None:
+        similar = [c.score for c in cands if c.section in _SIMILARITY_SECTIONS]
+        if similar:
+            floor = max(similar) - config.relative_floor
+            cands = [c for c in cands if c.section not in _SIMILARITY_SECTIONS or c.score >= floor]
     details: dict[str, Any] = dict(info or {})
     details["candidates"] = {name: sum(c.section == name for c in cands) for name in SECTION_NAMES}
     sel = Selector([Prep(c) for c in cands], task, budget_tokens, counter, config)

@@ -144,7 +144,7 @@ def test_near_duplicates_are_dropped() -> None:
         Candidate("retrieved", "document", "Completely different: the marathon is in October.", 0.5, (Source(5),)),
         Candidate("retrieved", "document", "I am vegetarian and love cooking.", 0.4, (Source(1),)),  # same chunk again
     ]
-    ctx = pack_(cands, 400)
+    ctx = pack_(cands, 400, config=PackingConfig(relative_floor=None))  # duplicates alone
     ids = [i.sources[0].chunk_id for i in ctx.items]
     # The short fact goes first (best score, cheapest); chunk 1 carries
     # more than it and stays; 2 (cosine), 3 (same words) and 1 again (same chunk) go.
@@ -152,8 +152,26 @@ def test_near_duplicates_are_dropped() -> None:
     assert ctx.info["duplicates_dropped"] == 3
     only_chunks = pack_([c for c in cands if c.section == "retrieved"] + [
         Candidate("persona", "fact", "vegetarian and love cooking", 0.1, (Source(6),))], 400,
-        config=PackingConfig(weights={"persona": 0.01}))  # the fact comes last
+        config=PackingConfig(weights={"persona": 0.01}, relative_floor=None))  # the fact comes last
     assert sorted(i.sources[0].chunk_id for i in only_chunks.items) == [1, 5], "a fact inside a chosen chunk adds nothing"
+
+
+def test_barely_matching_items_stay_out_even_with_room() -> None:
+    """Retrieved chunks and facts far below the best match are not packed to fill space;
+    summaries and memory lines (priors, not similarities) are exempt."""
+    cands = [
+        Candidate("retrieved", "message", "Movie night: I love slow, thoughtful sci-fi like Arrival.", 0.77, (Source(1),)),
+        Candidate("retrieved", "document", "the tags for the movie Arrival are sci-fi", 0.29, (Source(2),)),
+        Candidate("persona", "fact", "Prefers Python over R for analysis", 0.16, (Source(3),)),
+        Candidate("memory", "memory", "Is lactose intolerant", 0.21, ()),
+    ]
+    kept = {i.text for i in pack_(cands, 400).items}
+    assert "Prefers Python over R for analysis" not in kept
+    assert {"the tags for the movie Arrival are sci-fi", "Is lactose intolerant"} <= kept
+    everything = pack_(cands, 400, config=PackingConfig(relative_floor=None))
+    assert len(everything.items) == 4
+    with pytest.raises(ConfigError):
+        PackingConfig(relative_floor=-0.1)
 
 
 def test_provenance_is_kept_and_cited() -> None:
@@ -302,7 +320,7 @@ def test_a_fact_drawn_from_a_packed_turn_is_a_duplicate() -> None:
 def test_a_weak_fact_or_memory_line_does_not_displace_a_better_turn() -> None:
     turns = [turn(i, f"Turn {i} about the trip to Lisbon and the tram rides we took.", 0.8 - i * 0.005,
                   "2023-05-25T10:00:00") for i in range(12)]
-    facts = [Candidate("persona", "fact", f"Likes board game number {i}", 0.3, (Source(900 + i),), {"category": "x"})
+    facts = [Candidate("persona", "fact", f"Likes board game number {i}", 0.35, (Source(900 + i),), {"category": "x"})
              for i in range(6)]
     memory = [Candidate("memory", "memory", f"Mentioned a cousin {i}", 0.3, (), {"generator": "extractive"})
               for i in range(6)]
