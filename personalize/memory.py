@@ -156,10 +156,18 @@ class AgenticMemory:
         if self.counter.count(text) <= self.max_tokens:
             return text
         logger.warning("memory exceeded %d tokens; cutting its last lines", self.max_tokens)
+        # The longest run of leading lines that fits, by bisection: counting the
+        # whole text once per dropped line was quadratic (minutes for a memory
+        # built from thousands of facts).
         lines = text.splitlines()
-        while len(lines) > 1 and self.counter.count("\n".join(lines)) > self.max_tokens:
-            lines.pop()
-        return self.counter.truncate("\n".join(lines), self.max_tokens)
+        lo, hi = 1, len(lines)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.counter.count("\n".join(lines[:mid])) <= self.max_tokens:
+                lo = mid
+            else:
+                hi = mid - 1
+        return self.counter.truncate("\n".join(lines[:lo]), self.max_tokens)
 
     def extractive(self, facts: Sequence[Fact], summaries: Sequence[Summary] = ()) -> str:
         """The deterministic memory built from persona facts and summaries (no LLM)."""

@@ -35,6 +35,7 @@ from ..embeddings import Embedder
 from ..store import Store, from_epoch, to_epoch
 from ..types import Fact
 from .base import FactCandidate
+from ._live import Live, LiveFacts
 from .lexicon import normalize_text
 
 __all__ = ["FactChanges", "FactRepository", "embedding_text", "is_slot"]
@@ -60,20 +61,6 @@ class FactChanges:
         self.merged += other.merged
         self.ids.extend(other.ids)
         return self
-
-
-@dataclass
-class _Live:
-    """A current fact held in memory while a batch is applied."""
-
-    id: int
-    subject: str
-    polarity: int
-    norm: str
-    vector: np.ndarray | None
-    valid_from: float | None
-    sources: list[int]
-    confidence: float
 
 
 def is_slot(subject: str) -> bool:
@@ -237,7 +224,8 @@ class FactRepository:
             vector = None if vectors is None else np.asarray(vectors[i], dtype=np.float32)
             norm = normalize_text(cand.text)
             start = to_epoch(cand.valid_from)
-            dup = self._duplicate(live, cand, norm, vector)
+            dup = live.duplicate(cand.polarity, norm, cand.subject, not is_slot(cand.subject), vector,
+                                 self.duplicate_threshold)
             if dup is not None:
                 dup.sources = sorted(set(dup.sources) | set(cand.sources))
                 dup.confidence = max(dup.confidence, cand.confidence)
@@ -250,7 +238,9 @@ class FactRepository:
                 changes.merged += 1
                 continue
             wanted = set(cand.supersedes)
-            conflicts = [f for f in live if f.subject == cand.subject or f.id in wanted]
+            conflicts = live.with_subject(cand.subject)
+            same = {f.id for f in conflicts}
+            conflicts += [f for f in map(live.get, sorted(wanted - same)) if f is not None]
             newer = [f for f in conflicts if start is not None and f.valid_from is not None and f.valid_from > start]
             if newer:
                 # Said before what is already current: history only (once: re-reading
@@ -277,8 +267,8 @@ class FactRepository:
                 )
                 live.remove(old)
                 changes.superseded += 1
-            live.append(_Live(new_id, cand.subject, cand.polarity, norm, vector, start,
-                              sorted(set(cand.sources)), cand.confidence))
+            live.append(Live(new_id, cand.subject, cand.polarity, norm, vector, start,
+                             sorted(set(cand.sources)), cand.confidence))
         return changes
 
     def prune_deleted(self, cur: sqlite3.Cursor, user_id: str, live_chunks: Mapping[int, str]) -> int:
@@ -339,15 +329,15 @@ class FactRepository:
         return deleted
 
     # ------------------------------------------------------------- internals
-    def _live(self, cur: sqlite3.Cursor, user_id: str) -> list[_Live]:
-        out = []
+    def _live(self, cur: sqlite3.Cursor, user_id: str) -> LiveFacts:
+        out = LiveFacts()
         for fid, text, subject, polarity, embedding, valid_from, sources, confidence in cur.execute(
             "SELECT id, text, subject, polarity, embedding, valid_from, sources, confidence FROM facts "
             "WHERE user_id = ? AND superseded_by IS NULL ORDER BY id",
             (user_id,),
         ).fetchall():
             vector = np.frombuffer(embedding, dtype=np.float32) if embedding else None
-            out.append(_Live(fid, subject, int(polarity), normalize_text(text), vector, valid_from,
+            out.append(Live(fid, subject, int(polarity), normalize_text(text), vector, valid_from,
                              json.loads(sources or "[]"), float(confidence)))
         return out
 
@@ -363,21 +353,6 @@ class FactRepository:
             if normalize_text(text) == norm:
                 return int(fid), json.loads(sources or "[]")
         return None
-
-    def _duplicate(
-        self, live: list[_Live], cand: FactCandidate, norm: str, vector: np.ndarray | None
-    ) -> _Live | None:
-        best, best_score = None, self.duplicate_threshold
-        for fact in live:
-            if fact.polarity != cand.polarity:
-                continue
-            if fact.norm == norm or (fact.subject == cand.subject and not is_slot(cand.subject)):
-                return fact
-            if vector is not None and fact.vector is not None and fact.vector.shape == vector.shape:
-                score = float(fact.vector @ vector)
-                if score >= best_score:
-                    best, best_score = fact, score
-        return best
 
     @staticmethod
     def _insert(
