@@ -22,7 +22,9 @@ _SNIFF_CHARS = 64 * 1024
 _CONTENT_COLUMNS = ("content", "text")
 _ROLE_COLUMNS = ("role",)
 _SPEAKER_COLUMNS = ("speaker", "user")
-_TIMESTAMP_COLUMNS = ("timestamp", "created_at", "datetime", "date")
+_TIMESTAMP_COLUMNS = ("timestamp", "created_at")
+# A document row's time may also come from a plainer column: it is parsed leniently.
+_ROW_TIME_COLUMNS = (*_TIMESTAMP_COLUMNS, "datetime", "date")
 _SESSION_COLUMNS = ("session", "session_id", "conversation_id")
 _ID_COLUMNS = ("id", "message_id")
 _KNOWN_ROLES = frozenset({"user", "assistant", "system", "developer", "tool", "function"})
@@ -116,7 +118,7 @@ def load_csv_file(path: Path, data: bytes, limits: LoaderLimits) -> list[LoadedI
         used |= {timestamp, session, ident}
     else:
         ident = _find(columns, ("id",))
-        timestamp = _find(columns, _TIMESTAMP_COLUMNS)
+        timestamp = _find(columns, _ROW_TIME_COLUMNS)
 
     collector = ItemCollector(source, limits)
     base = file_metadata(path)

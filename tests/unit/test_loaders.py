@@ -636,6 +636,9 @@ def test_csv_rows_as_documents(tmp_path: Path) -> None:
     assert dated[0].timestamp == datetime(2023, 1, 14, tzinfo=timezone.utc)
     assert dated[1].timestamp is None and dated[1].text == "title: Emma; date: sometime"
     assert dated[2].timestamp is None  # a bare year is not epoch seconds
+    # In a chat log only timestamp/created_at must parse; a free-text date column is metadata.
+    chat = load_path(write(tmp_path / "chat-dated.csv", "role,content,date\nuser,hi there,last spring\n"))
+    assert chat[0].timestamp is None and chat[0].metadata["date"] == "last spring"
     big = "n\n" + "".join(f"{k}\n" for k in range(5))
     err = load_error(write(tmp_path / "rows.csv", big), LoaderLimits(max_messages=3))
     assert err.kind == "too_large"
