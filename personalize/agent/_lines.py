@@ -93,6 +93,11 @@ class Prep:
             self._cost = counter.count(self.line() + "\n")
         return self._cost
 
+    @property
+    def counted(self) -> int | None:
+        """The line's exact cost if :meth:`cost` has counted it already, else ``None``."""
+        return self._cost if self._cost >= 0 else None
+
     def overhead(self, counter: TokenCounter) -> int:
         """Tokens of the line around the text (prefix, citation, break)."""
         if self._overhead < 0:

@@ -52,10 +52,10 @@ class Selector:
     def offer(self, p: Prep, limit: float) -> None:
         c, counter, config = p.cand, self.counter, self.config
         avail = min(self.remaining, limit - self.used[c.section])
-        if 0 <= p._cost <= avail:
-            pass
-        elif avail < 2 or ((p._cost > avail or p.est > 2 * avail + LINE_ESTIMATE)
-                           and (not c.truncatable or avail < config.min_truncated_tokens + 2)):
+        known = p.counted
+        fits = known is not None and known <= avail
+        too_big = (known is not None and known > avail) or p.est > 2 * avail + LINE_ESTIMATE
+        if not fits and (avail < 2 or (too_big and (not c.truncatable or avail < config.min_truncated_tokens + 2))):
             # Cheap rejections first, before counting: most offers near the end
             # do not fit (the estimate is about twice the least a text of that
             # size takes in BPE, so only a rare, very repetitive text is missed).
