@@ -369,6 +369,26 @@ class Store:
                 out[row[0]] = _row_to_chunk(row)
         return out
 
+    def provenance(self, user_id: str, ids: Sequence[int]) -> dict[int, tuple[int, str | None, str | None]]:
+        """``{chunk id: (document id, caller's external id, source)}`` for ``user_id``'s chunks among ``ids``.
+
+        What a citation needs, without the chunk's text and metadata: the
+        agent cites every source of a summary or fact it considers, and
+        reading whole chunks for that cost more than the search itself.
+        """
+        ids = list(dict.fromkeys(int(i) for i in ids))
+        out: dict[int, tuple[int, str | None, str | None]] = {}
+        for start in range(0, len(ids), 900):
+            part = ids[start : start + 900]
+            marks = ",".join("?" * len(part))
+            for cid, doc_id, external_id, source in self.query(
+                "SELECT c.id, c.doc_id, d.external_id, d.source FROM chunks c JOIN documents d ON d.id = c.doc_id "
+                f"WHERE c.user_id = ? AND c.id IN ({marks})",
+                (user_id, *part),
+            ):
+                out[cid] = (doc_id, external_id, source)
+        return out
+
     def timestamps(self, user_id: str, ids: Sequence[int]) -> dict[int, float | None]:
         """Epoch timestamps of the documents behind these chunks (recency ranking)."""
         out: dict[int, float | None] = {}

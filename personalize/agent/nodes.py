@@ -239,7 +239,7 @@ class Nodes:
         k = max(self.options.persona_k, min(32, rc.budget_tokens // 48))
         matches = self.p.persona_matches(rc.user_id, self.p.queries.embed_one(state["query"]), k)
         # One lookup for every fact's source chunks.
-        known = self._chunks(rc.user_id, [cid for fact, _ in matches for cid in fact.sources])
+        known = self.p.store.provenance(rc.user_id, [cid for fact, _ in matches for cid in fact.sources])
         facts = []
         for fact, similarity in matches:
             score = float(similarity) * (0.7 + 0.3 * float(fact.confidence))
@@ -251,18 +251,18 @@ class Nodes:
             })
         return {"facts": facts}
 
-    def _chunks(self, user_id: str, chunk_ids: Sequence[int]) -> dict[int, Any]:
-        return self.p.store.chunks(user_id, list(dict.fromkeys(chunk_ids))) if chunk_ids else {}
-
     def _sources(
-        self, user_id: str, chunk_ids: Sequence[int], known: dict[int, Any] | None = None
+        self, user_id: str, chunk_ids: Sequence[int], known: Mapping[int, tuple[Any, ...]] | None = None
     ) -> list[dict[str, Any]]:
-        """Sources for chunk ids, with the caller's document ids looked up (the user's own rows only)."""
-        chunks = known if known is not None else self._chunks(user_id, chunk_ids)
+        """Sources for chunk ids, with the caller's document ids looked up (the user's own rows only).
+
+        ``known``: a :meth:`Store.provenance` result that covers ``chunk_ids``.
+        """
+        rows = known if known is not None else (self.p.store.provenance(user_id, chunk_ids) if chunk_ids else {})
         out = []
         for cid in chunk_ids:
-            c = chunks.get(int(cid))
-            src = Source(int(cid)) if c is None else Source(c.id, c.doc_id, c.external_id, c.source)
+            row = rows.get(int(cid))
+            src = Source(int(cid)) if row is None else Source(int(cid), *row)
             out.append(src.to_dict())
         return out
 

@@ -51,6 +51,17 @@ def test_isolation_on_sample_users(loaded: Personalizer, fingerprints):
                 assert not leaked, (user, q, leaked)
 
 
+def test_provenance_reads_only_the_users_own_chunks(personalizer: Personalizer):
+    p = personalizer
+    p.add_documents("alice", ["Alice keeps bees on the roof."], ids=["a-1"])
+    p.add_messages("bob", [{"role": "user", "content": "Bob rides a cargo bike.", "id": "b-1"}], session="s")
+    alice = p.search("alice", "bees", k=1)[0]
+    bob = p.search("bob", "bike", k=1)[0]
+    got = p.store.provenance("alice", [alice.chunk.id, bob.chunk.id, alice.chunk.id, 10**9])
+    assert got == {alice.chunk.id: (alice.chunk.doc_id, "a-1", alice.chunk.source)}
+    assert p.store.provenance("bob", [bob.chunk.id])[bob.chunk.id][1] == "b-1"
+
+
 def test_finds_each_users_own_facts(loaded: Personalizer):
     assert "vegetarian" in _texts(loaded.search("alice", "what is my diet", k=5)) or \
         "fish" in _texts(loaded.search("alice", "what is my diet", k=5))
