@@ -455,7 +455,7 @@ class Store:
     # ----------------------------------------------------------------- stats
     def stats(self, user_id: str) -> dict[str, Any]:
         if not self.has_user(user_id):
-            raise NotFoundError(f"unknown user (ids are case-sensitive)")
+            raise NotFoundError("unknown user (ids are case-sensitive)")
         (docs, messages, sessions, first, last) = self.query(
             "SELECT SUM(kind = 'document'), SUM(kind = 'message'), COUNT(DISTINCT session), "
             "MIN(timestamp), MAX(timestamp) FROM documents WHERE user_id = ?",

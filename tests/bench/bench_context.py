@@ -151,10 +151,19 @@ def prefeval_quality(embedder: Any, form: str, n_items: int, refresh: bool, seed
     return out
 
 
-def latency(embedder: Any, sizes: list[int], queries: list[str], refresh: bool) -> dict[str, Any]:
+def bulk_load(p: Any, user: str, corpus: list[str], vectors: np.ndarray, size: int) -> None:
+    """Write the first ``size`` corpus texts as ``user``'s chat turns, with their precomputed vectors."""
     from personalize.store import NewDocument
     from personalize.types import LoadedItem
 
+    for start in range(0, size, 5000):
+        docs = [NewDocument(LoadedItem(text=t, kind="message", session="s", role="user"), f"h{start + i}",
+                            [t], vectors[start + i : start + i + 1])
+                for i, t in enumerate(corpus[start : min(size, start + 5000)])]
+        p.store.add_documents(user, docs)
+
+
+def latency(embedder: Any, sizes: list[int], queries: list[str], refresh: bool) -> dict[str, Any]:
     from .bench_ann import corpus_vectors
 
     # The dev corpus and its vectors, cached across benchmarks (100k texts take
@@ -164,11 +173,7 @@ def latency(embedder: Any, sizes: list[int], queries: list[str], refresh: bool) 
     for size in sizes:
         with tempfile.TemporaryDirectory() as tmp:
             p = _open(Path(tmp) / "d", embedder)
-            for start in range(0, size, 5000):  # bulk load with precomputed vectors
-                docs = [NewDocument(LoadedItem(text=t, kind="message", session="s", role="user"), f"h{start + i}",
-                                    [t], vectors[start + i : start + i + 1])
-                        for i, t in enumerate(corpus[start : min(size, start + 5000)])]
-                p.store.add_documents("u", docs)
+            bulk_load(p, "u", corpus, vectors, size)
             row: dict[str, Any] = {}
             with Timer() as t_refresh:
                 if refresh:

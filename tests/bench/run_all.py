@@ -18,6 +18,7 @@ BENCHES = [
     # name, module, extra arguments
     ("retrieval", "tests.bench.bench_retrieval", []),
     ("context", "tests.bench.bench_context", []),
+    ("graph", "tests.bench.bench_graph", []),
     ("persona", "tests.bench.bench_persona", []),
     ("embed", "tests.bench.bench_embed", []),
     ("ingest", "tests.bench.bench_ingest", []),

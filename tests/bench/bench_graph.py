@@ -1,0 +1,158 @@
+"""Where ``context()`` time goes: the agent's nodes alone, in a sequential graph, in the shipped graph.
+
+One user of ``--size`` dev-corpus chat turns (vectors precomputed), after ``refresh()``,
+LoCoMo questions, budget 512, no LLM, query embeddings cached ("warm": the embedding is
+timed by ``bench_embed`` and ``bench_context``). Side by side in one run:
+
+- ``nodes``: plan, retrieve, load_summary, match_persona and pack called one after the
+  other as plain functions (what the work itself costs);
+- ``sequential graph``: the same five nodes as a chain in a compiled LangGraph graph;
+- ``shipped graph``: ``Personalizer.context``, whose graph fans the three fetch nodes out
+  in one superstep (as the agent issue asks) and joins them at pack;
+- LangGraph's own floor: the same two shapes with five no-op nodes.
+
+    python -m tests.bench.bench_graph --out bench-results/graph.json [--size 10000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypedDict
+
+from . import datasets
+from .bench_context import bulk_load
+from .common import percentiles, write_result
+
+_FETCH = ("retrieve", "load_summary", "match_persona")
+_NODES = ("plan", *_FETCH, "pack")
+
+
+def _timed(fn: Callable[[str], Any], queries: list[str], rounds: int) -> dict[str, float]:
+    times = []
+    for _ in range(rounds):
+        for q in queries:
+            t0 = time.perf_counter()
+            fn(q)
+            times.append((time.perf_counter() - t0) * 1000)
+    return percentiles(times)
+
+
+class _Noop(TypedDict, total=False):
+    query: str
+    plan: int
+    retrieve: int
+    load_summary: int
+    match_persona: int
+    pack: int
+
+
+def _noop_graph(fan_out: bool) -> Any:
+    from langgraph.graph import END, START, StateGraph
+
+    builder = StateGraph(_Noop)
+    for name in _NODES:
+        builder.add_node(name, lambda state, _n=name: {_n: 1})
+    builder.add_edge(START, "plan")
+    if fan_out:
+        for name in _FETCH:
+            builder.add_edge("plan", name)
+        builder.add_edge(list(_FETCH), "pack")
+    else:
+        for a, b in zip(_NODES, _NODES[1:]):
+            builder.add_edge(a, b)
+    builder.add_edge("pack", END)
+    return builder.compile()
+
+
+def _sequential_graph(nodes: Any) -> Any:
+    from langgraph.graph import END, START, StateGraph
+
+    from personalize.agent.state import PersonalizationInput, PersonalizationState, RunContext
+
+    builder = StateGraph(PersonalizationState, context_schema=RunContext, input_schema=PersonalizationInput)
+    for name in _NODES:
+        builder.add_node(name, getattr(nodes, name))
+    builder.add_edge(START, "plan")
+    for a, b in zip(_NODES, _NODES[1:]):
+        builder.add_edge(a, b)
+    builder.add_edge("pack", END)
+    return builder.compile()
+
+
+def measure(size: int, rounds: int, n_queries: int) -> dict[str, Any]:
+    from personalize import Personalizer
+    from personalize.agent.nodes import Nodes
+    from personalize.agent.planner import Planner
+    from personalize.agent.state import GraphOptions, RunContext
+    from personalize.embeddings import default_embedder
+    from personalize.tokens import default_token_counter
+
+    from .bench_ann import corpus_vectors
+
+    embedder = default_embedder()
+    corpus, vectors = corpus_vectors(size, embedder)
+    queries = [qa.question for conv in datasets.load_locomo() for qa in conv.qa][::7][:n_queries]
+    run = RunContext(user_id="u", budget_tokens=512)
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Personalizer.open(Path(tmp) / "d", embedder=embedder)
+        bulk_load(p, "u", corpus, vectors, size)
+        p.refresh("u")
+        for q in queries:  # warm: every query embedded once, outside the timings
+            p.queries.embed_one(q)
+        options = GraphOptions()
+        planner = Planner(p.queries.embed_one, p.embedder.embed, task_threshold=options.task_threshold,
+                          default_task=options.default_task)
+        nodes = Nodes(p, planner, None, default_token_counter(), options)
+
+        class _Runtime:  # what a node reads of LangGraph's Runtime
+            context = run
+
+        def direct(q: str) -> None:
+            state: dict[str, Any] = {"query": q}
+            for name in _NODES:
+                state.update(getattr(nodes, name)(state, _Runtime))
+
+        sequential = _sequential_graph(nodes)
+        candidates: dict[str, Callable[[str], Any]] = {
+            "nodes": direct,
+            "sequential graph": lambda q: sequential.invoke({"query": q}, context=run),
+            "shipped graph": lambda q: p.context("u", q, budget_tokens=512),
+        }
+        out: dict[str, Any] = {"size": size, "queries": len(queries), "rounds": rounds,
+                               "load_1min": round(os.getloadavg()[0], 2)}
+        for fn in candidates.values():  # warm-up round: caches, lazy imports
+            for q in queries[:20]:
+                fn(q)
+        for label, fn in candidates.items():
+            out[label] = _timed(fn, queries, rounds)
+            print(label, out[label], flush=True)
+        p.close()
+    for label, fan_out in (("langgraph floor, 5 no-op nodes in a chain", False),
+                           ("langgraph floor, 5 no-op nodes, fan-out", True)):
+        graph = _noop_graph(fan_out)
+        out[label] = _timed(lambda q: graph.invoke({"query": q}), queries, rounds)
+        print(label, out[label], flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="bench-results/graph.json")
+    parser.add_argument("--size", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--queries", type=int, default=150)
+    args = parser.parse_args()
+    if datasets.datasets_root() is None:
+        raise SystemExit("../shared/datasets is absent: nothing to benchmark")
+    result = measure(args.size, args.rounds, args.queries)
+    result["command"] = "python -m tests.bench.bench_graph " + " ".join(os.sys.argv[1:])
+    write_result(args.out, result)
+
+
+if __name__ == "__main__":
+    main()
