@@ -46,6 +46,16 @@ class ContextMixin:
                     )
         return cache[use_llm]
 
+    def _graph_threads(self) -> Any:
+        """The long-lived threads :meth:`context` runs the graph's parallel nodes on."""
+        threads = self.__dict__.get("_graph_threads_instance")
+        if threads is None:
+            from .agent._executor import GraphThreads
+
+            with _GRAPH_LOCK:
+                threads = self.__dict__.setdefault("_graph_threads_instance", GraphThreads())
+        return threads
+
     def _context_args(
         self,
         user_id: str,
@@ -119,7 +129,9 @@ class ContextMixin:
         )
         from .agent.context import PersonalContext
 
-        out = self.context_graph(use_llm=use_llm).invoke(state, context=run)
+        # Long-lived threads for the fetch nodes: LangGraph would start three per run.
+        config = self._graph_threads().config()
+        out = self.context_graph(use_llm=use_llm).invoke(state, context=run, config=config)
         return PersonalContext.from_dict(out["personal_context"])
 
     async def acontext(

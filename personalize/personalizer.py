@@ -146,6 +146,9 @@ class Personalizer(KnowledgeMixin, ContextMixin):
         if self._closed:
             return
         self._closed = True
+        threads = self.__dict__.get("_graph_threads_instance")
+        if threads is not None:
+            threads.close()
         self.index.close()
         self.store.close()
 

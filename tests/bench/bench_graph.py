@@ -7,8 +7,10 @@ timed by ``bench_embed`` and ``bench_context``). Side by side in one run:
 - ``nodes``: plan, retrieve, load_summary, match_persona and pack called one after the
   other as plain functions (what the work itself costs);
 - ``sequential graph``: the same five nodes as a chain in a compiled LangGraph graph;
-- ``shipped graph``: ``Personalizer.context``, whose graph fans the three fetch nodes out
-  in one superstep (as the agent issue asks) and joins them at pack;
+- ``shipped graph``: the graph ``Personalizer.context`` runs, which fans the three fetch
+  nodes out in one superstep (as the agent issue asks) and joins them at pack, once invoked
+  plainly (LangGraph starts three threads per run) and once through ``context()`` (its
+  long-lived threads, ``personalize/agent/_executor.py``);
 - LangGraph's own floor: the same two shapes with five no-op nodes.
 
     python -m tests.bench.bench_graph --out bench-results/graph.json [--size 10000] [--rounds 3]
@@ -118,10 +120,12 @@ def measure(size: int, rounds: int, n_queries: int) -> dict[str, Any]:
                 state.update(getattr(nodes, name)(state, _Runtime))
 
         sequential = _sequential_graph(nodes)
+        shipped = p.context_graph()
         candidates: dict[str, Callable[[str], Any]] = {
             "nodes": direct,
             "sequential graph": lambda q: sequential.invoke({"query": q}, context=run),
-            "shipped graph": lambda q: p.context("u", q, budget_tokens=512),
+            "shipped graph, LangGraph's per-run threads": lambda q: shipped.invoke({"query": q}, context=run),
+            "shipped graph (context())": lambda q: p.context("u", q, budget_tokens=512),
         }
         out: dict[str, Any] = {"size": size, "queries": len(queries), "rounds": rounds,
                                "load_1min": round(os.getloadavg()[0], 2)}

@@ -152,6 +152,45 @@ def test_graph_is_built_once_per_personalizer(loaded) -> None:
     assert loaded.context_graph() is loaded.context_graph()
 
 
+def test_context_runs_the_fetch_nodes_on_long_lived_threads(loaded) -> None:
+    """context() hands LangGraph's runner its own threads; the result is the plain graph run's."""
+    threads = loaded._graph_threads()
+    before = threads.submitted
+    for query in QUERIES:
+        got = loaded.context("alice", query, budget_tokens=400)
+        plain = loaded.context_graph().invoke({"query": query}, context=RunContext(user_id="alice", budget_tokens=400))
+        assert got.to_prompt() == plain["prompt"] and got.to_dict() == plain["personal_context"]
+    # The hook is live: the three fetch nodes of every run went to the pool (a LangGraph
+    # that dropped it would silently fall back to starting threads per run).
+    assert threads.submitted - before == 3 * len(QUERIES)
+    names = {t.name for t in threading.enumerate()}
+    assert any(n.startswith("personalize-graph") for n in names)
+
+
+def test_a_failing_fetch_node_fails_context_with_its_own_error(loaded) -> None:
+    from personalize.errors import StoreError
+
+    def broken(*args, **kwargs):
+        raise StoreError("disk on fire")
+
+    loaded.memory = broken  # load_summary reads the memory: a node of the parallel superstep
+    with pytest.raises(StoreError, match="disk on fire"):
+        loaded.context("alice", "what should I eat tonight?")
+    del loaded.memory
+    assert loaded.context("alice", "what should I eat tonight?").items  # the threads survive it
+
+
+def test_closing_stops_the_graph_threads(loaded) -> None:
+    threads = loaded._graph_threads()
+    loaded.context("alice", "plan my next trip")
+    assert threads.config() is not None
+    workers = list(threads._pool._threads)  # this pool's threads (stdlib's ThreadPoolExecutor)
+    assert workers and all(t.is_alive() for t in workers)
+    loaded.close()
+    assert threads.config() is None
+    assert not any(t.is_alive() for t in workers)
+
+
 def test_checkpointed_thread_does_not_carry_one_users_data_into_the_next_run(loaded, fingerprints) -> None:
     from langgraph.checkpoint.memory import InMemorySaver
 
