@@ -23,10 +23,13 @@ Only ``Personalizer.context`` passes this config; graphs built with
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import threading
 from collections.abc import Callable
 from contextvars import copy_context
 from typing import Any
+
+from ..errors import StoreError
 
 __all__ = ["GraphThreads"]
 
@@ -53,6 +56,7 @@ class GraphThreads:
     def __init__(self, max_workers: int = 8) -> None:
         self._max_workers = max_workers
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._closed = False
         self.submitted = 0  # tasks run on the pool (tests check that the hook is live)
@@ -75,13 +79,18 @@ class GraphThreads:
         # waits for every future and raises a failed task's exception.
         for name in [k for k in kwargs if k.startswith("__") and k.endswith("__")]:
             del kwargs[name]
+        if self._closed:  # a run that started before close()
+            raise StoreError("this Personalizer is closed")
         pool = self._pool
-        if pool is None:
+        if pool is None or self._pid != os.getpid():
             with self._lock:
-                if self._pool is None:
+                # A forked child inherits the pool object but not its threads, and
+                # its idle count would send tasks to workers that do not exist.
+                if self._pool is None or self._pid != os.getpid():
                     self._pool = concurrent.futures.ThreadPoolExecutor(
                         max_workers=self._max_workers, thread_name_prefix="personalize-graph"
                     )
+                    self._pid = os.getpid()
                 pool = self._pool
         self.submitted += 1
         # Each task runs in a copy of the caller's context, as LangGraph's own executor does.

@@ -257,3 +257,29 @@ def test_the_langgraph_demo_app_runs_offline(loaded, repo_root) -> None:
     out = app.invoke({"question": "What should I eat before my race?"}, context=module.AppContext("bob", 300))
     assert "no LLM configured" in out["answer"] and "<user_data>" in out["answer"]
     assert "peanut" in out["personal_context"].lower()
+
+
+def test_graph_threads_start_afresh_in_a_forked_child(loaded) -> None:
+    """A child process inherits the pool object but not its threads: it must build its own."""
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    loaded.context("alice", "plan my next trip")  # the parent's pool exists
+    threads = loaded._graph_threads()
+    parent_pool = threads._pool
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: only the pool is exercised (SQLite connections do not survive a fork)
+        ok = False
+        try:
+            fut = threads._submit(lambda: 41 + 1)
+            ok = fut.result(timeout=10) == 42 and threads._pool is not parent_pool
+        finally:
+            os.write(write, b"1" if ok else b"0")
+            os._exit(0)
+    os.close(write)
+    got = os.read(read, 1)
+    os.waitpid(pid, 0)
+    assert got == b"1"
+    assert threads._pool is parent_pool
