@@ -60,6 +60,7 @@ class GraphThreads:
         self._lock = threading.Lock()
         self._closed = False
         self.submitted = 0  # tasks run on the pool (tests check that the hook is live)
+        self._count_lock = threading.Lock()
 
     def config(self) -> dict[str, Any] | None:
         """The run config that routes the graph's parallel tasks here, or ``None`` (LangGraph's default)."""
@@ -92,7 +93,8 @@ class GraphThreads:
                     )
                     self._pid = os.getpid()
                 pool = self._pool
-        self.submitted += 1
+        with self._count_lock:
+            self.submitted += 1
         # Each task runs in a copy of the caller's context, as LangGraph's own executor does.
         return pool.submit(copy_context().run, fn, *args, **kwargs)
 

@@ -56,6 +56,32 @@ def test_threads_share_one_personalizer(tmp_path: Path):
     p.close()
 
 
+def test_threads_run_context_concurrently(tmp_path: Path):
+    """Many callers share the graph's long-lived threads: each gets its own user's context, as if alone."""
+    p = Personalizer.open(tmp_path / "d", embedder=HashingEmbedder())
+    users = [f"u{n}" for n in range(6)]
+    for n, user in enumerate(users):
+        p.add_documents(user, [f"{user} likes topic {n} and subject {k}" for k in range(12)],
+                        ids=[f"{user}-{k}" for k in range(12)])
+    queries = [f"subject {k}" for k in range(5)]
+    alone = {(u, q): p.context(u, q, budget_tokens=200).to_prompt() for u in users for q in queries}
+
+    def caller(user: str) -> None:
+        for _ in range(6):
+            for q in queries:
+                ctx = p.context(user, q, budget_tokens=200)
+                assert ctx.to_prompt() == alone[(user, q)]
+                assert all(s.external_id.startswith(f"{user}-") for item in ctx.items for s in item.sources)
+
+    before = p._graph_threads().submitted
+    with ThreadPoolExecutor(len(users)) as pool:
+        for f in [pool.submit(caller, u) for u in users]:
+            f.result(timeout=300)
+    # Every run repeats one of the `alone` runs, so it submits as many fetch tasks as that did.
+    assert p._graph_threads().submitted - before == 6 * before > 0
+    p.close()
+
+
 def test_processes_share_one_data_directory(tmp_path: Path):
     data_dir = tmp_path / "d"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
