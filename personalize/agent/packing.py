@@ -45,7 +45,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..tokens import TokenCounter, default_token_counter
-from ._lines import Chosen, Prep, truncate_text
+from ._lines import Chosen, Prep, norm_words, truncate_text
 from ._selection import Selector
 from ._usefulness import only_asks
 from .context import (
@@ -106,7 +106,9 @@ class PackingConfig:
             below the best of them are never packed, even with room to spare:
             filling a budget with a fact that barely matches ("Prefers Python"
             for "recommend a movie") only distracts the model. Summaries and
-            memory lines carry priors, not similarities, and are exempt.
+            memory lines carry priors, not similarities, and are exempt, except a
+            memory line that restates a dropped fact (holds its words in order),
+            which goes with it.
         question_weight: usefulness factor of a chat turn that only asks (every
             sentence a question or an interjection such as "Wow!"): it states
             nothing about the user (on LoCoMo, such turns are 15% of the top-40
@@ -219,7 +221,9 @@ def pack(
         similar = [c.score for c in cands if c.section in _SIMILARITY_SECTIONS]
         if similar:
             floor = max(similar) - config.relative_floor
+            below = [c for c in cands if c.section in _SIMILARITY_SECTIONS and c.score < floor]
             cands = [c for c in cands if c.section not in _SIMILARITY_SECTIONS or c.score >= floor]
+            cands = _without_restated(cands, [c for c in below if c.section == "persona"])
     details: dict[str, Any] = dict(info or {})
     details["candidates"] = {name: sum(c.section == name for c in cands) for name in SECTION_NAMES}
     sel = Selector([Prep(c) for c in cands], task, budget_tokens, counter, config)
@@ -265,6 +269,23 @@ def pack(
         needs_personalization=needs_personalization,
         info=details,
     )
+
+
+def _without_restated(cands: list[Candidate], dropped_facts: list[Candidate]) -> list[Candidate]:
+    """``cands`` less the memory lines that restate a fact the relevance floor dropped.
+
+    A memory line carries a prior, not a query similarity, so the floor cannot
+    judge it; but one that restates a persona fact (the fact's words, in order,
+    within the line, as in the extractive memory's "Is lactose intolerant (since
+    2024-03-05)") is exactly as relevant as that fact, and goes with it.
+    """
+    if not dropped_facts:
+        return cands
+    facts = [f" {n} " for n in (norm_words(f.text) for f in dropped_facts) if n]
+    return [
+        c for c in cands
+        if c.section != "memory" or not any(f in f" {norm_words(c.text)} " for f in facts)
+    ]
 
 
 def _layout(chosen: list[Chosen]) -> tuple[tuple[ContextSection, ...], dict[int, tuple[str | None, str]]]:

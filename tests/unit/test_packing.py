@@ -174,6 +174,24 @@ def test_barely_matching_items_stay_out_even_with_room() -> None:
         PackingConfig(relative_floor=-0.1)
 
 
+def test_a_memory_line_restating_a_dropped_fact_goes_with_it() -> None:
+    """The floor cannot judge a memory line (a prior), but one that restates a fact it dropped is as
+    irrelevant as that fact: carol's "recommend a movie" once packed "Is lactose intolerant"."""
+    cands = [
+        Candidate("retrieved", "message", "Movie night: I love slow, thoughtful sci-fi like Arrival.", 0.77, (Source(1),)),
+        Candidate("persona", "fact", "Is lactose intolerant", 0.12, (Source(3),)),
+        Candidate("persona", "fact", "Can't stand jump scares", 0.62, (Source(4),)),
+        Candidate("memory", "memory", "Is lactose intolerant (since 2024-03-05)", 0.21, ()),
+        Candidate("memory", "memory", "Can't stand jump scares (since 2024-05-22)", 0.20, ()),
+        Candidate("memory", "memory", "Lives in Stockholm", 0.19, ()),  # restates no fact: a prior, kept
+    ]
+    kept = {i.text for i in pack_(cands, 400).items}
+    assert not any("lactose" in t for t in kept)
+    assert {"Can't stand jump scares", "Lives in Stockholm"} <= kept
+    unfloored = {i.text for i in pack_(cands, 400, config=PackingConfig(relative_floor=None)).items}
+    assert "Is lactose intolerant (since 2024-03-05)" in unfloored  # it is the floor's rule
+
+
 def test_provenance_is_kept_and_cited() -> None:
     ctx = pack_(mixed_candidates(), 1024)
     prompt = ctx.to_prompt()
