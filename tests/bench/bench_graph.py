@@ -11,7 +11,8 @@ timed by ``bench_embed`` and ``bench_context``). Side by side in one run:
   nodes out in one superstep (as the agent issue asks) and joins them at pack, once invoked
   plainly (LangGraph starts three threads per run) and once through ``context()`` (its
   long-lived threads, ``personalize/agent/_executor.py``);
-- LangGraph's own floor: the same two shapes with five no-op nodes.
+- LangGraph's own floor: the same two shapes with five no-op nodes;
+- ``context()`` with 4 retrieval candidates per hit (the default before 2) and with the default.
 
     python -m tests.bench.bench_graph --out bench-results/graph.json [--size 10000] [--rounds 3]
 """
@@ -23,6 +24,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -135,6 +137,14 @@ def measure(size: int, rounds: int, n_queries: int) -> dict[str, Any]:
         for label, fn in candidates.items():
             out[label] = _timed(fn, queries, rounds)
             print(label, out[label], flush=True)
+        # Retrieval's candidate pool, side by side: 4 per hit was the default before 2.
+        default = p.retriever.config
+        for per_hit in (4, default.candidates_per_hit):
+            p.retriever.config = replace(default, candidates_per_hit=per_hit)
+            label = f"context(), {per_hit} retrieval candidates per hit"
+            out[label] = _timed(candidates["shipped graph (context())"], queries, rounds)
+            print(label, out[label], flush=True)
+        p.retriever.config = default
         p.close()
     for label, fan_out in (("langgraph floor, 5 no-op nodes in a chain", False),
                            ("langgraph floor, 5 no-op nodes, fan-out", True)):
