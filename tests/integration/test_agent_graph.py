@@ -167,6 +167,19 @@ def test_context_runs_the_fetch_nodes_on_long_lived_threads(loaded) -> None:
     assert any(n.startswith("personalize-graph") for n in names)
 
 
+def test_context_falls_back_to_langgraphs_executor_without_the_hook(loaded, monkeypatch) -> None:
+    """A LangGraph without the runner's submit key: context() runs on LangGraph's own threads."""
+    import personalize.agent._executor as executor
+
+    expected = loaded.context("bob", "what can I eat before my long run?", budget_tokens=300).to_prompt()
+    monkeypatch.setattr(executor, "_KEY", None)
+    threads = loaded._graph_threads()
+    before = threads.submitted
+    assert threads.config() is None
+    assert loaded.context("bob", "what can I eat before my long run?", budget_tokens=300).to_prompt() == expected
+    assert threads.submitted == before
+
+
 def test_a_failing_fetch_node_fails_context_with_its_own_error(loaded) -> None:
     from personalize.errors import StoreError
 
