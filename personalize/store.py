@@ -159,6 +159,16 @@ class Store:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
+    def _query_in(self, sql: str, user_id: str, values: Sequence[Any], batch: int = 900) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``sql`` for ``values``, in batches under SQLite's bound-parameter limit.
+
+        ``sql`` takes the user id as its first parameter and has one ``{marks}``
+        where the ``IN (...)`` placeholders go.
+        """
+        for start in range(0, len(values), batch):
+            part = values[start : start + batch]
+            yield from self.query(sql.format(marks=",".join("?" * len(part))), (user_id, *part))
+
     def close(self) -> None:
         """Checkpoint the WAL and close (idempotent)."""
         with self._lock:
@@ -226,19 +236,11 @@ class Store:
     # --------------------------------------------------------------- documents
     def known_hashes(self, user_id: str, digests: Iterable[str]) -> set[str]:
         """Which of ``digests`` this user already has (deduplication before embedding)."""
-        digests = list(digests)
-        found: set[str] = set()
-        for start in range(0, len(digests), 500):
-            part = digests[start : start + 500]
-            marks = ",".join("?" * len(part))
-            found.update(
-                r[0]
-                for r in self.query(
-                    f"SELECT content_hash FROM documents WHERE user_id = ? AND content_hash IN ({marks})",
-                    (user_id, *part),
-                )
-            )
-        return found
+        rows = self._query_in(
+            "SELECT content_hash FROM documents WHERE user_id = ? AND content_hash IN ({marks})",
+            user_id, list(digests), batch=500,
+        )
+        return {r[0] for r in rows}
 
     def add_documents(self, user_id: str, docs: Sequence[NewDocument]) -> WriteResult:
         """Write documents with their chunks and embeddings in ONE transaction.
@@ -331,17 +333,13 @@ class Store:
 
     def embeddings(self, user_id: str, ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(ids, vectors)`` for those of ``ids`` that belong to ``user_id``."""
-        ids = [int(i) for i in ids]
         out_ids: list[int] = []
         blobs: list[bytes] = []
-        for start in range(0, len(ids), 900):
-            part = ids[start : start + 900]
-            marks = ",".join("?" * len(part))
-            for cid, blob in self.query(
-                f"SELECT id, embedding FROM chunks WHERE user_id = ? AND id IN ({marks})", (user_id, *part)
-            ):
-                out_ids.append(cid)
-                blobs.append(blob)
+        for cid, blob in self._query_in(
+            "SELECT id, embedding FROM chunks WHERE user_id = ? AND id IN ({marks})", user_id, [int(i) for i in ids]
+        ):
+            out_ids.append(cid)
+            blobs.append(blob)
         if not blobs:
             return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
         vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1)
@@ -356,18 +354,12 @@ class Store:
 
     def chunks(self, user_id: str, ids: Sequence[int]) -> dict[int, Chunk]:
         """The chunks of ``user_id`` with these ids (others' ids are never returned)."""
-        ids = [int(i) for i in ids]
-        out: dict[int, Chunk] = {}
-        for start in range(0, len(ids), 900):
-            part = ids[start : start + 900]
-            marks = ",".join("?" * len(part))
-            for row in self.query(
-                f"SELECT {_CHUNK_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.doc_id "
-                f"WHERE c.user_id = ? AND c.id IN ({marks})",
-                (user_id, *part),
-            ):
-                out[row[0]] = _row_to_chunk(row)
-        return out
+        rows = self._query_in(
+            f"SELECT {_CHUNK_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.doc_id "
+            "WHERE c.user_id = ? AND c.id IN ({marks})",
+            user_id, [int(i) for i in ids],
+        )
+        return {row[0]: _row_to_chunk(row) for row in rows}
 
     def provenance(self, user_id: str, ids: Sequence[int]) -> dict[int, tuple[int, str | None, str | None]]:
         """``{chunk id: (document id, caller's external id, source)}`` for ``user_id``'s chunks among ``ids``.
@@ -376,33 +368,21 @@ class Store:
         agent cites every source of a summary or fact it considers, and
         reading whole chunks for that cost more than the search itself.
         """
-        ids = list(dict.fromkeys(int(i) for i in ids))
-        out: dict[int, tuple[int, str | None, str | None]] = {}
-        for start in range(0, len(ids), 900):
-            part = ids[start : start + 900]
-            marks = ",".join("?" * len(part))
-            for cid, doc_id, external_id, source in self.query(
-                "SELECT c.id, c.doc_id, d.external_id, d.source FROM chunks c JOIN documents d ON d.id = c.doc_id "
-                f"WHERE c.user_id = ? AND c.id IN ({marks})",
-                (user_id, *part),
-            ):
-                out[cid] = (doc_id, external_id, source)
-        return out
+        rows = self._query_in(
+            "SELECT c.id, c.doc_id, d.external_id, d.source FROM chunks c JOIN documents d ON d.id = c.doc_id "
+            "WHERE c.user_id = ? AND c.id IN ({marks})",
+            user_id, list(dict.fromkeys(int(i) for i in ids)),
+        )
+        return {cid: (doc_id, external_id, source) for cid, doc_id, external_id, source in rows}
 
     def timestamps(self, user_id: str, ids: Sequence[int]) -> dict[int, float | None]:
         """Epoch timestamps of the documents behind these chunks (recency ranking)."""
-        out: dict[int, float | None] = {}
-        ids = [int(i) for i in ids]
-        for start in range(0, len(ids), 900):
-            part = ids[start : start + 900]
-            marks = ",".join("?" * len(part))
-            for cid, ts in self.query(
-                f"SELECT c.id, d.timestamp FROM chunks c JOIN documents d ON d.id = c.doc_id "
-                f"WHERE c.user_id = ? AND c.id IN ({marks})",
-                (user_id, *part),
-            ):
-                out[cid] = ts
-        return out
+        rows = self._query_in(
+            "SELECT c.id, d.timestamp FROM chunks c JOIN documents d ON d.id = c.doc_id "
+            "WHERE c.user_id = ? AND c.id IN ({marks})",
+            user_id, [int(i) for i in ids],
+        )
+        return dict(rows)
 
     def filtered_chunk_ids(
         self,
