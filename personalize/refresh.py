@@ -309,6 +309,7 @@ class Refresher:
         use_rules_once = (run.llm is not None and state["status"] == "failed"
                           and state["attempts"] >= self.config.persona_max_attempts)
         size = self.config.persona_batch_chunks
+        norms: dict[str, str] = {}  # normalized fact texts, for this refresh's batches only
         for start in range(0, len(pending), size):
             page = pending[start:start + size]
             for batch, end in self._persona_batches(run, self._chunks(user, page), page[-1]):
@@ -330,7 +331,7 @@ class Refresher:
                         state["attempts"]))
                     use_rules_once = False
                 with self.store.transaction() as cur:
-                    changes = self.facts.apply(cur, user, candidates, extractor.name, vectors)
+                    changes = self.facts.apply(cur, user, candidates, extractor.name, vectors, norms)
                     self._ok(cur, user, "persona", end, ids)
                 run.added += changes.added
                 run.superseded += changes.superseded

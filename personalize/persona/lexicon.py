@@ -11,7 +11,6 @@ which makes "I started running" and "I stopped running" share ``activity:run``.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
 __all__ = [
     "CATEGORIES",
@@ -153,13 +152,8 @@ def phrase_key(phrase: str, max_words: int = 3) -> str:
     return " ".join(stem(w) for w in words[:max_words])
 
 
-@lru_cache(maxsize=65_536)
 def normalize_text(text: str) -> str:
-    """A fact's text reduced for exact-duplicate detection.
-
-    Cached: a refresh compares every new candidate with every current fact, batch
-    after batch, so the same fact texts are normalized over and over.
-    """
+    """A fact's text reduced for exact-duplicate detection."""
     words = [w for w in _WORD.findall(text.lower()) if w not in _DETERMINERS]
     return " ".join(stem(w) for w in words)
 

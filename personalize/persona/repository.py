@@ -24,7 +24,7 @@ from collections import OrderedDict
 import json
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -197,6 +197,7 @@ class FactRepository:
         candidates: Sequence[FactCandidate],
         generator: str,
         vectors: np.ndarray | None = None,
+        norms: dict[str, str] | None = None,
     ) -> FactChanges:
         """Merge, supersede or insert each candidate, in time order, inside ``cur``'s transaction.
 
@@ -206,6 +207,9 @@ class FactRepository:
             candidates: the new candidates.
             generator: ``"rules"`` or the model name.
             vectors: the candidates' embeddings, aligned (from :meth:`embed`).
+            norms: normalized fact texts by text, kept by the caller across the
+                batches of one refresh (each batch re-reads every current fact);
+                a dict the caller drops afterwards, so no user text outlives it.
 
         Returns:
             Counts of added, superseded and merged facts.
@@ -213,7 +217,8 @@ class FactRepository:
         changes = FactChanges()
         if not candidates:
             return changes
-        live = self._live(cur, user_id)
+        norms = {} if norms is None else norms
+        live = self._live(cur, user_id, norms)
         order = sorted(
             range(len(candidates)),
             key=lambda i: (to_epoch(candidates[i].valid_from) or float("-inf"), min(candidates[i].sources or (0,)), i),
@@ -245,7 +250,7 @@ class FactRepository:
             if newer:
                 # Said before what is already current: history only (once: re-reading
                 # the same data merges into the history row it made the first time).
-                past = self._history_duplicate(cur, user_id, cand, norm)
+                past = self._history_duplicate(cur, user_id, cand, norm, norms)
                 if past is not None:
                     past_id, past_sources = past
                     cur.execute("UPDATE facts SET sources = ? WHERE id = ?",
@@ -329,28 +334,30 @@ class FactRepository:
         return deleted
 
     # ------------------------------------------------------------- internals
-    def _live(self, cur: sqlite3.Cursor, user_id: str) -> LiveFacts:
+    def _live(self, cur: sqlite3.Cursor, user_id: str, norms: dict[str, str]) -> LiveFacts:
         out = LiveFacts()
+        normalized = _memo(norms)
         for fid, text, subject, polarity, embedding, valid_from, sources, confidence in cur.execute(
             "SELECT id, text, subject, polarity, embedding, valid_from, sources, confidence FROM facts "
             "WHERE user_id = ? AND superseded_by IS NULL ORDER BY id",
             (user_id,),
         ).fetchall():
             vector = np.frombuffer(embedding, dtype=np.float32) if embedding else None
-            out.append(Live(fid, subject, int(polarity), normalize_text(text), vector, valid_from,
+            out.append(Live(fid, subject, int(polarity), normalized(text), vector, valid_from,
                              json.loads(sources or "[]"), float(confidence)))
         return out
 
     @staticmethod
     def _history_duplicate(
-        cur: sqlite3.Cursor, user_id: str, cand: FactCandidate, norm: str
+        cur: sqlite3.Cursor, user_id: str, cand: FactCandidate, norm: str, norms: dict[str, str]
     ) -> tuple[int, list[int]] | None:
+        normalized = _memo(norms)
         for fid, text, sources in cur.execute(
             "SELECT id, text, sources FROM facts WHERE user_id = ? AND subject = ? AND polarity = ? "
             "AND superseded_by IS NOT NULL",
             (user_id, cand.subject, cand.polarity),
         ).fetchall():
-            if normalize_text(text) == norm:
+            if normalized(text) == norm:
                 return int(fid), json.loads(sources or "[]")
         return None
 
@@ -376,3 +383,15 @@ class FactRepository:
             ),
         )
         return int(cur.lastrowid)
+
+
+def _memo(norms: dict[str, str]) -> Callable[[str], str]:
+    """:func:`normalize_text` through ``norms``, the caller's text -> normalized text dict."""
+
+    def normalized(text: str) -> str:
+        norm = norms.get(text)
+        if norm is None:
+            norm = norms[text] = normalize_text(text)
+        return norm
+
+    return normalized
