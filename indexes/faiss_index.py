@@ -234,6 +234,8 @@ class FaissIndex:
             if total <= self.memory_cap_bytes:
                 break
             shard = self._shards[user_id]
+            if shard.upgrade_log is not None:
+                continue  # training an IVF index: evicting it would throw the training away
             if not shard.lock.acquire(blocking=False):
                 continue
             try:
@@ -274,9 +276,11 @@ class FaissIndex:
         """
         try:
             ivf = build_ivf(self._faiss, vectors, ids, nprobe=self.nprobe)
-        except BaseException:
+        except BaseException as exc:
             with shard.lock:
                 shard.upgrade_log = None
+            if isinstance(exc, Exception):  # the flat shard is intact; only the upgrade failed
+                raise IndexBackendError(f"IVF training failed ({type(exc).__name__}); the shard stays exact") from exc
             raise
         with shard.lock:
             touched, shard.upgrade_log = shard.upgrade_log, None
@@ -433,12 +437,24 @@ class FaissIndex:
 
     def has_user(self, user_id: str) -> bool:
         with self._lock:
-            return user_id in self._shards or self._path(validate_user_id(user_id)).exists()
+            validate_user_id(user_id)
+            return user_id in self._shards or self._path(user_id).exists()
 
     def delete_users_except(self, keep: Collection[str]) -> int:
-        gone = [u for u in self.users() if u not in keep]
-        for user_id in gone:
-            self.delete_user(user_id)
+        # By folder name (a hash of the id), not the id in the shard header: a
+        # torn shard's header cannot be read, but its folder must still go.
+        wanted = {user_dir_name(u) for u in keep}
+        gone: set[str] = set()
+        with self._lock:
+            for user_id in [u for u in self._shards if user_dir_name(u) not in wanted]:
+                shard = self._shards.pop(user_id)
+                with shard.lock:
+                    shard.detached = True
+                gone.add(user_dir_name(user_id))
+            for folder in sorted(self.directory.glob("u" + "[0-9a-f]" * 32)):  # user_dir_name's shape
+                if folder.is_dir() and folder.name not in wanted:
+                    shutil.rmtree(folder)
+                    gone.add(folder.name)
         return len(gone)
 
     def users(self) -> list[str]:

@@ -133,11 +133,15 @@ def test_single_queries_run_on_one_thread_and_restore_it(tmp_path, monkeypatch):
     monkeypatch.setattr(faiss.IndexIDMap2, "search", spy)
     index = FaissIndex(tmp_path, DIM, use_gpu=False)  # search_threads=1 by default; CPU searches
     index.add("u", np.arange(1, 101), _data(100))
-    before = faiss.omp_get_max_threads()
-    _, ids = index.search("u", _data(100)[:3], k=1)
-    assert (ids[:, 0] == [1, 2, 3]).all()
-    index.search("u", _data(100)[:25], k=1)  # a batch: FAISS's own threading
-    assert seen == [1, before] and faiss.omp_get_max_threads() == before
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(2)  # the suite runs with OMP_NUM_THREADS=1: make the switch visible
+    try:
+        _, ids = index.search("u", _data(100)[:3], k=1)
+        assert (ids[:, 0] == [1, 2, 3]).all()
+        index.search("u", _data(100)[:25], k=1)  # a batch: FAISS's own threading
+        assert seen == [1, 2] and faiss.omp_get_max_threads() == 2
+    finally:
+        faiss.omp_set_num_threads(previous)
 
 
 def test_ivf_training_blocks_no_search_and_loses_no_write(tmp_path, monkeypatch):
@@ -161,18 +165,54 @@ def test_ivf_training_blocks_no_search_and_loses_no_write(tmp_path, monkeypatch)
     index.add("other", np.arange(5001, 5101), data[1300:1400])
     upgrader = threading.Thread(target=index.add, args=("big", np.arange(1, 1201), data[:1200]))
     upgrader.start()
-    assert training.wait(30)
-    # Training holds no lock: both users answer, the big one from its flat shard.
-    _, ids = index.search("other", data[1300], k=1)
-    assert ids[0, 0] == 5001
-    _, ids = index.search("big", data[5], k=1)
-    assert ids[0, 0] == 6 and isinstance(index._shards["big"].index, faiss.IndexIDMap2)
-    index.add("big", np.arange(1201, 1301), data[1200:1300])  # written during training
-    index.delete("big", np.arange(1, 11))
-    release.set()
-    upgrader.join(30)
+    try:
+        assert training.wait(30)
+        # Training holds no lock: both users answer, the big one from its flat shard.
+        _, ids = index.search("other", data[1300], k=1)
+        assert ids[0, 0] == 5001
+        _, ids = index.search("big", data[5], k=1)
+        assert ids[0, 0] == 6 and isinstance(index._shards["big"].index, faiss.IndexIDMap2)
+        index.add("big", np.arange(1201, 1301), data[1200:1300])  # written during training
+        index.delete("big", np.arange(1, 11))
+    finally:
+        release.set()
+        upgrader.join(30)
+    assert not upgrader.is_alive()
     assert isinstance(index._shards["big"].index, faiss.IndexIVF)
     held = set(index.ids("big").tolist())
     assert held == set(range(11, 1301)) and index.count("big") == 1290
     _, ids = index.search("big", data[1250], k=1)
     assert ids[0, 0] == 1251
+
+
+def test_a_torn_orphan_shard_is_removed_too(tmp_path):
+    """Orphan cleanup goes by folder name: a shard whose header cannot be read still goes."""
+    from personalize._ids import user_dir_name
+
+    vectors = _data(6)
+    index = FaissIndex(tmp_path / "v", DIM)
+    index.add("keep", np.arange(1, 4), vectors[:3])
+    index.add("orphan", np.arange(4, 7), vectors[3:6])
+    index.save()
+    index.close()
+    torn = tmp_path / "v" / user_dir_name("orphan")
+    shard_file = next(torn.iterdir())
+    shard_file.write_bytes(shard_file.read_bytes()[:7])  # not even a whole header
+    reopened = FaissIndex(tmp_path / "v", DIM)
+    assert reopened.delete_users_except({"keep"}) == 1
+    assert not torn.exists() and reopened.count("keep") == 3
+
+
+def test_a_failed_ivf_training_raises_an_index_error_and_keeps_the_flat_shard(tmp_path, monkeypatch):
+    from personalize.errors import IndexBackendError
+    from personalize.indexes import faiss_index as module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("k-means ran out of memory")
+
+    monkeypatch.setattr(module, "build_ivf", broken)
+    index = FaissIndex(tmp_path, DIM, ann_threshold=1000)
+    with pytest.raises(IndexBackendError, match="IVF training failed"):
+        index.add("big", np.arange(1, 1201), _data(1200))
+    assert index.count("big") == 1200 and isinstance(index._shards["big"].index, faiss.IndexIDMap2)
+    assert index._shards["big"].upgrade_log is None
