@@ -56,6 +56,10 @@ class ContextMixin:
                 threads = self.__dict__.setdefault("_graph_threads_instance", GraphThreads())
         return threads
 
+    def _close_graph_threads(self) -> None:
+        """Stop the graph's threads; a ``context()`` racing with ``close()`` then cannot start new ones."""
+        self._graph_threads().close()
+
     def _context_args(
         self,
         user_id: str,

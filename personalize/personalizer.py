@@ -146,9 +146,7 @@ class Personalizer(KnowledgeMixin, ContextMixin):
         if self._closed:
             return
         self._closed = True
-        threads = self.__dict__.get("_graph_threads_instance")
-        if threads is not None:
-            threads.close()
+        self._close_graph_threads()
         self.index.close()
         self.store.close()
 

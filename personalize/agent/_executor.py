@@ -60,7 +60,6 @@ class GraphThreads:
         self._lock = threading.Lock()
         self._closed = False
         self.submitted = 0  # tasks run on the pool (tests check that the hook is live)
-        self._count_lock = threading.Lock()
 
     def config(self) -> dict[str, Any] | None:
         """The run config that routes the graph's parallel tasks here, or ``None`` (LangGraph's default)."""
@@ -80,23 +79,23 @@ class GraphThreads:
         # waits for every future and raises a failed task's exception.
         for name in [k for k in kwargs if k.startswith("__") and k.endswith("__")]:
             del kwargs[name]
-        if self._closed:  # a run that started before close()
-            raise StoreError("this Personalizer is closed")
-        pool = self._pool
-        if pool is None or self._pid != os.getpid():
-            with self._lock:
+        with self._lock:
+            if self._closed:  # a run that started before close()
+                raise StoreError("this Personalizer is closed")
+            if self._pool is None or self._pid != os.getpid():
                 # A forked child inherits the pool object but not its threads, and
                 # its idle count would send tasks to workers that do not exist.
-                if self._pool is None or self._pid != os.getpid():
-                    self._pool = concurrent.futures.ThreadPoolExecutor(
-                        max_workers=self._max_workers, thread_name_prefix="personalize-graph"
-                    )
-                    self._pid = os.getpid()
-                pool = self._pool
-        with self._count_lock:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=self._max_workers, thread_name_prefix="personalize-graph"
+                )
+                self._pid = os.getpid()
+            pool = self._pool
             self.submitted += 1
-        # Each task runs in a copy of the caller's context, as LangGraph's own executor does.
-        return pool.submit(copy_context().run, fn, *args, **kwargs)
+        try:
+            # Each task runs in a copy of the caller's context, as LangGraph's own executor does.
+            return pool.submit(copy_context().run, fn, *args, **kwargs)
+        except RuntimeError as exc:  # shut down between the check above and here
+            raise StoreError("this Personalizer is closed") from exc
 
     def close(self) -> None:
         """Stop the threads (idempotent); later runs use LangGraph's own executor."""
