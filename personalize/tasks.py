@@ -93,6 +93,20 @@ def _split_labels(value: Any) -> list[str]:
     return [p.strip().lower() for p in parts if p.strip()]
 
 
+def _examples(name: str, examples: Any) -> tuple[str, ...]:
+    """``examples`` as a tuple of non-empty strings (read once: a generator is fine)."""
+    bad = ConfigError(f"task {name!r}: examples must be a sequence of non-empty strings")
+    if isinstance(examples, str):
+        raise bad
+    try:
+        out = tuple(examples)
+    except TypeError:
+        raise bad from None
+    if not all(isinstance(e, str) and e.strip() for e in out):
+        raise bad
+    return out
+
+
 @dataclass(frozen=True)
 class Task:
     """One personalization task.
@@ -159,9 +173,7 @@ class Task:
             raise ConfigError(f"task {self.name!r} needs a summary_instruction")
         if self.score_range[0] >= self.score_range[1]:
             raise ConfigError(f"task {self.name!r}: score_range must be (low, high) with low < high")
-        if isinstance(self.examples, str) or not all(isinstance(e, str) and e.strip() for e in self.examples):
-            raise ConfigError(f"task {self.name!r}: examples must be a sequence of non-empty strings")
-        object.__setattr__(self, "examples", tuple(self.examples))  # frozen: lists in, tuples kept
+        object.__setattr__(self, "examples", _examples(self.name, self.examples))  # frozen: lists in, tuples kept
 
     # ------------------------------------------------------------ profile items
     @property

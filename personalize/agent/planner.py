@@ -26,7 +26,11 @@ from pydantic import BaseModel, Field
 
 from ..errors import LLMError
 
-__all__ = ["Plan", "Planner", "TaskLike"]
+__all__ = ["DEFAULT_TASK_THRESHOLD", "Plan", "Planner", "TaskLike"]
+
+#: The least cosine between a query and a task's description or one of its
+#: examples for the task to be detected (``Planner`` and ``GraphOptions`` default).
+DEFAULT_TASK_THRESHOLD = 0.52
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +127,7 @@ class Planner:
         embed_many: Any,
         *,
         llm: Any = None,
-        task_threshold: float = 0.52,
+        task_threshold: float = DEFAULT_TASK_THRESHOLD,
         default_task: str | None = "chat",
         generic_margin: float = 0.15,
     ) -> None:

@@ -18,6 +18,7 @@ from typing_extensions import TypedDict
 
 from ..errors import ConfigError
 from .packing import PackingConfig
+from .planner import DEFAULT_TASK_THRESHOLD
 
 __all__ = ["GraphOptions", "PersonalizationInput", "PersonalizationState", "RunContext"]
 
@@ -111,7 +112,7 @@ class GraphOptions:
     weak_score: float = 0.35
     max_reflections: int = 1
     default_task: str | None = "chat"
-    task_threshold: float = 0.52
+    task_threshold: float = DEFAULT_TASK_THRESHOLD
     default_user_id: str | None = None
     self_statement_bonus: float = 0.1
 

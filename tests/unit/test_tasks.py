@@ -121,3 +121,18 @@ def test_each_personalizer_has_its_own_registry():
     a.register_task(Task(name="recipes", description="d", kind="topical", summary_instruction="s"))
     assert "recipes" in a.tasks and "recipes" not in b.tasks
     assert a.tasks is a.tasks and "chat" in b.tasks
+
+
+def test_task_examples_are_read_once_and_validated() -> None:
+    from personalize.errors import ConfigError
+    from personalize.tasks import Task
+
+    def task(examples):
+        return Task(name="recipes", description="suggest a recipe", kind="generation",
+                    summary_instruction="Summarize the user's tastes in food.", examples=examples)
+
+    assert task(e for e in ["what should I cook?", "dinner ideas"]).examples == ("what should I cook?", "dinner ideas")
+    assert task([]).examples == ()
+    for bad in (None, "one string", [""], [3]):
+        with pytest.raises(ConfigError, match="examples"):
+            task(bad)
