@@ -275,7 +275,6 @@ def test_ask_view_packs_context_by_section(app_url: str, browser: Browser, shots
     page = browser.wait_for("Packed context", "Tokens used", "Retrieved from the user's data")
     # Sections appear as packed: the default task's summary competes on usefulness
     # per token (it no longer has reserved room), so only retrieval is certain here.
-    assert "tokens" in page
     assert "/ 512" in page  # used / budget
     assert "pescatarian" in page.lower() or "fish" in page.lower()
     assert "The prompt text, exactly as counted" in page

@@ -292,7 +292,16 @@ def test_graph_threads_start_afresh_in_a_forked_child(loaded) -> None:
             os.write(write, b"1" if ok else b"0")
             os._exit(0)
     os.close(write)
-    got = os.read(read, 1)
-    os.waitpid(pid, 0)
+    import select
+
+    ready: list[int] = []
+    try:
+        ready, _, _ = select.select([read], [], [], 30)
+        got = os.read(read, 1) if ready else b""
+    finally:
+        if not ready:
+            os.kill(pid, 9)  # stuck: do not hang the suite
+        os.waitpid(pid, 0)
+        os.close(read)
     assert got == b"1"
     assert threads._pool is parent_pool

@@ -74,12 +74,14 @@ def test_threads_run_context_concurrently(tmp_path: Path):
                 assert all(s.external_id.startswith(f"{user}-") for item in ctx.items for s in item.sources)
 
     before = p._graph_threads().submitted
-    with ThreadPoolExecutor(len(users)) as pool:
-        for f in [pool.submit(caller, u) for u in users]:
-            f.result(timeout=300)
-    # Every run repeats one of the `alone` runs, so it submits as many fetch tasks as that did.
-    assert p._graph_threads().submitted - before == 6 * before > 0
-    p.close()
+    try:
+        with ThreadPoolExecutor(len(users)) as pool:
+            for f in [pool.submit(caller, u) for u in users]:
+                f.result(timeout=300)
+        # Every run repeats one of the `alone` runs, so it submits as many fetch tasks as that did.
+        assert p._graph_threads().submitted - before == 6 * before > 0
+    finally:
+        p.close()
 
 
 def test_processes_share_one_data_directory(tmp_path: Path):
