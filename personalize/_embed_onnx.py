@@ -157,6 +157,14 @@ class OnnxEmbedder:
             self.backend, self.embed(PROBE_TEXTS), np.load(reference_file), bound
         )
 
+    def _export_loads(self) -> bool:
+        """Whether the cached fp32 export opens in ONNX Runtime (an unreadable one is exported again)."""
+        try:
+            self._ort.InferenceSession(str(self.model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+        except Exception:
+            return False
+        return True
+
     def _load_or_export(self, folder: ModelFolder, config: dict[str, Any]) -> None:
         from tokenizers import Tokenizer
 
@@ -170,9 +178,14 @@ class OnnxEmbedder:
                     _quantize(self.model_dir / "model.onnx", self.model_file)
                 except MissingDependencyError:
                     raise
-                except Exception as exc:  # an unreadable fp32 export: export it again
-                    if attempt:
-                        raise
+                except Exception as exc:
+                    if attempt or self._export_loads():
+                        # The fp32 export is fine (or was just made): the quantizer itself
+                        # failed (disk full, an unsupported op). Keep the export.
+                        raise ConfigError(
+                            f"could not quantize the ONNX model to int8 ({type(exc).__name__}: {exc}); "
+                            "use backend='onnx'"
+                        ) from exc
                     logger.warning("ONNX cache %s unusable (%s); exporting again", self.model_dir, exc)
                     meta_file.unlink(missing_ok=True)
                     continue

@@ -222,6 +222,25 @@ def test_int8_copy_is_reused_and_repaired(int8, onnx_cache: Path, monkeypatch, c
     np.testing.assert_allclose(repaired.embed(["same text"]), int8.embed(["same text"]), atol=1e-6)
 
 
+def test_a_failing_quantizer_keeps_a_good_export(int8, onnx_cache: Path, monkeypatch) -> None:
+    """The quantizer failing (disk full, an unsupported op) is an error; the fp32 export is not thrown away."""
+    cache = onnx_cache.parent / "int8-quantizer-fails"
+    shutil.copytree(int8.model_dir, cache / "onnx" / int8.model_dir.name)
+    (cache / "onnx" / int8.model_dir.name / int8.model_file.name).unlink()
+
+    def no_space(src: Path, dst: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    def fail(*args: object) -> None:
+        raise AssertionError("a readable export must not be exported again")
+
+    monkeypatch.setattr(embed_onnx, "_quantize", no_space)
+    monkeypatch.setattr(embed_onnx, "_export", fail)
+    with pytest.raises(ConfigError, match="could not quantize"):
+        OnnxEmbedder(cache_dir=cache, precision="int8")
+    assert (cache / "onnx" / int8.model_dir.name / "meta.json").is_file()
+
+
 def test_int8_drift_refused_beyond_a_tight_bound(int8, onnx_cache: Path) -> None:
     # int8 cannot meet the fp32 bound: the probe check must refuse it there.
     with pytest.raises(ConfigError, match="'onnx-int8' drifts from torch fp32"):
