@@ -3,7 +3,7 @@
 LangGraph's sync runner builds a new thread pool for every ``invoke`` and starts
 one thread for each of the three fetch nodes (retrieve, load_summary,
 match_persona), then joins them when the run ends. With a warm query cache at
-10k chunks that churn is about 1.1 ms of a 7.2 ms ``context()``
+10k chunks that churn is about 1.1 ms of a 7.8 ms graph run
 (``tests/bench/bench_graph.py``; docs/performance.md).
 
 The runner takes its ``submit`` function from a configurable key when the run's

@@ -14,6 +14,9 @@ timed by ``bench_embed`` and ``bench_context``). Side by side in one run:
 - LangGraph's own floor: the same two shapes with five no-op nodes;
 - ``context()`` with 4 retrieval candidates per hit (the default before 2) and with the default.
 
+Every variant is timed once per round, in turn, so slow drift of the machine
+hits them all alike.
+
     python -m tests.bench.bench_graph --out bench-results/graph.json [--size 10000] [--rounds 3]
 """
 
@@ -22,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -30,20 +32,19 @@ from typing import Any, TypedDict
 
 from . import datasets
 from .bench_context import bulk_load
-from .common import percentiles, write_result
+from .common import percentiles, time_per_query, write_result
 
 _FETCH = ("retrieve", "load_summary", "match_persona")
 _NODES = ("plan", *_FETCH, "pack")
 
 
-def _timed(fn: Callable[[str], Any], queries: list[str], rounds: int) -> dict[str, float]:
-    times = []
+def _interleaved(variants: dict[str, Callable[[str], Any]], queries: list[str], rounds: int) -> dict[str, Any]:
+    """p50/p95 of each variant, timed in turn within every round so that drift hits them all alike."""
+    samples: dict[str, list[float]] = {label: [] for label in variants}
     for _ in range(rounds):
-        for q in queries:
-            t0 = time.perf_counter()
-            fn(q)
-            times.append((time.perf_counter() - t0) * 1000)
-    return percentiles(times)
+        for label, fn in variants.items():
+            samples[label] += time_per_query(fn, queries)
+    return {label: percentiles(times) for label, times in samples.items()}
 
 
 class _Noop(TypedDict, total=False):
@@ -134,23 +135,27 @@ def measure(size: int, rounds: int, n_queries: int) -> dict[str, Any]:
         for fn in candidates.values():  # warm-up round: caches, lazy imports
             for q in queries[:20]:
                 fn(q)
-        for label, fn in candidates.items():
-            out[label] = _timed(fn, queries, rounds)
-            print(label, out[label], flush=True)
         # Retrieval's candidate pool, side by side: 4 per hit was the default before 2.
         default = p.retriever.config
         for per_hit in (4, default.candidates_per_hit):
-            p.retriever.config = replace(default, candidates_per_hit=per_hit)
-            label = f"context(), {per_hit} retrieval candidates per hit"
-            out[label] = _timed(candidates["shipped graph (context())"], queries, rounds)
+            config = replace(default, candidates_per_hit=per_hit)
+
+            def with_pool(q: str, _config: Any = config) -> Any:
+                p.retriever.config = _config
+                try:
+                    return p.context("u", q, budget_tokens=512)
+                finally:
+                    p.retriever.config = default
+
+            candidates[f"context(), {per_hit} retrieval candidates per hit"] = with_pool
+        for label, fan_out in (("langgraph floor, 5 no-op nodes in a chain", False),
+                               ("langgraph floor, 5 no-op nodes, fan-out", True)):
+            graph = _noop_graph(fan_out)
+            candidates[label] = lambda q, _g=graph: _g.invoke({"query": q})
+        out.update(_interleaved(candidates, queries, rounds))
+        for label in candidates:
             print(label, out[label], flush=True)
-        p.retriever.config = default
         p.close()
-    for label, fan_out in (("langgraph floor, 5 no-op nodes in a chain", False),
-                           ("langgraph floor, 5 no-op nodes, fan-out", True)):
-        graph = _noop_graph(fan_out)
-        out[label] = _timed(lambda q: graph.invoke({"query": q}), queries, rounds)
-        print(label, out[label], flush=True)
     return out
 
 

@@ -46,7 +46,7 @@ import numpy as np  # noqa: E402
 
 from . import datasets  # noqa: E402
 from .bench_ann import corpus_vectors  # noqa: E402
-from .common import percentiles, write_result  # noqa: E402
+from .common import percentiles, time_per_query, write_result  # noqa: E402
 
 OTHER_USERS = ("v1", "v2", "v3")
 
@@ -183,15 +183,6 @@ def build_mem0(tmp: Path, embedder: Any, data: _Data) -> Any:
 
 
 # ------------------------------------------------------------------------------ timing
-def _timed(fn: Callable[[str], Any], queries: list[str]) -> list[float]:
-    out = []
-    for q in queries:
-        t0 = time.perf_counter()
-        fn(q)
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
-
-
 def _median_rounds(rounds: list[list[float]]) -> dict[str, Any]:
     per = [percentiles(r) for r in rounds]
     return {"p50_ms": round(statistics.median(p["p50_ms"] for p in per), 3),
@@ -277,7 +268,7 @@ def run_size(size: int, embedder: Any, texts: list[str], vectors: np.ndarray, qu
         for _ in range(args.rounds):
             loads.append(round(os.getloadavg()[0], 2))
             for name, (fn, qs) in systems.items():
-                rounds[name].append(_timed(fn, qs))
+                rounds[name].append(time_per_query(fn, qs))
         result: dict[str, Any] = {name: _median_rounds(r) for name, r in rounds.items()}
         if p is not None:
             result["personalize dense recall@10 vs exact"] = _recall_vs_exact(p, data, embedder.embed(queries[:200]))

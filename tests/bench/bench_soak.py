@@ -20,7 +20,6 @@ import resource
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,16 @@ def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
     arr = np.asarray(samples_ms, dtype=float)
     return {"p50_ms": round(float(np.percentile(arr, 50)), 3), "p95_ms": round(float(np.percentile(arr, 95)), 3),
             "mean_ms": round(float(arr.mean()), 3), "n": int(len(arr))}
+
+
+def time_per_query(fn: Callable[[str], Any], queries: Sequence[str]) -> list[float]:
+    """Milliseconds of ``fn(q)`` for each query, in order."""
+    out = []
+    for q in queries:
+        t0 = time.perf_counter()
+        fn(q)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
 
 
 def _locomo_time(date: str | None, n: int) -> datetime | None:
