@@ -8,6 +8,9 @@ it at first use, and nothing may be downloaded at run time).
 from __future__ import annotations
 
 import functools
+import hashlib
+import threading
+from collections import OrderedDict
 from typing import Protocol, runtime_checkable
 
 __all__ = ["TiktokenCounter", "TokenCounter", "default_token_counter"]
@@ -39,14 +42,29 @@ class TiktokenCounter:
         self._encoding = tiktoken.get_encoding(name)
         self.name = encoding
         # Texts are counted repeatedly (the same persona fact in every query's
-        # packing); a bounded cache makes that free.
-        self.count = functools.lru_cache(maxsize=65536)(self._count)  # type: ignore[method-assign]
+        # packing), so counts are cached, bounded, and keyed by a digest of the
+        # text: the default counter is shared by every user of the process, and
+        # a cache keyed by the text itself would keep users' text after forget().
+        self._counts: OrderedDict[bytes, int] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max_cached = 65536
 
     def _count(self, text: str) -> int:
         return len(self._encoding.encode(text, disallowed_special=()))
 
-    def count(self, text: str) -> int:  # replaced by the cached bound method in __init__
-        return self._count(text)
+    def count(self, text: str) -> int:
+        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        with self._lock:
+            n = self._counts.get(key)
+            if n is not None:
+                self._counts.move_to_end(key)
+                return n
+        n = self._count(text)
+        with self._lock:
+            self._counts[key] = n
+            if len(self._counts) > self._max_cached:
+                self._counts.popitem(last=False)
+        return n
 
     def truncate(self, text: str, max_tokens: int) -> str:
         if max_tokens <= 0:

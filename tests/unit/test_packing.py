@@ -369,3 +369,14 @@ def test_turns_that_only_ask_rank_below_turns_that_state() -> None:
              turn(2, "I went to a support group meeting yesterday and it was powerful.", 0.78, "2023-05-08T10:01:00")]
     ctx = pack_(cands, 75)  # room for one of them
     assert [i.sources[0].chunk_id for i in ctx.items] == [402]
+
+
+def test_the_shared_token_counter_keeps_no_user_text() -> None:
+    """Counts are cached by a digest: the process-wide counter holds no text after forget()."""
+    from personalize.tokens import TiktokenCounter
+
+    counter = TiktokenCounter()
+    secret = "My bank PIN is 4821 and I am allergic to penicillin."
+    n = counter.count(secret)
+    assert n == counter.count(secret) == len(counter._encoding.encode(secret))
+    assert not any(isinstance(key, str) or secret.encode() in key for key in counter._counts)
