@@ -26,6 +26,7 @@ Backends (see ``docs/embeddings.md``):
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -136,26 +137,28 @@ class QueryCache:
     """A small thread-safe LRU cache of query embeddings.
 
     One query is embedded several times per ``context()`` call (task detection,
-    retrieval, persona matching); the cache makes the repeats free.
+    retrieval, persona matching); the cache makes the repeats free. It is keyed
+    by a digest of the query, so users' queries are not held as text.
     """
 
     def __init__(self, embedder: Embedder, maxsize: int = 1024) -> None:
         self.embedder = embedder
         self._maxsize = maxsize
-        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._items: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
     def embed_one(self, text: str) -> np.ndarray:
         """The embedding of ``text`` as a ``(dim,)`` float32 vector."""
+        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
         with self._lock:
-            hit = self._items.get(text)
+            hit = self._items.get(key)
             if hit is not None:
-                self._items.move_to_end(text)
+                self._items.move_to_end(key)
                 return hit
         vector = self.embedder.embed([text])[0]
         vector.setflags(write=False)
         with self._lock:
-            self._items[text] = vector
+            self._items[key] = vector
             if len(self._items) > self._maxsize:
                 self._items.popitem(last=False)
         return vector

@@ -362,3 +362,8 @@ def test_query_cache_returns_the_same_read_only_vector(onnx: OnnxEmbedder) -> No
     assert cache.embed_one("dinner ideas") is first
     assert not first.flags.writeable
     np.testing.assert_allclose(first, onnx.embed(["dinner ideas"])[0], atol=1e-6)
+    # Keyed by a digest: the cache holds no query text.
+    assert not any(isinstance(key, str) or b"dinner" in key for key in cache._items)
+    cache.embed_one("plan a trip")
+    cache.embed_one("what did I read last week?")  # maxsize 2: the first query is evicted
+    assert len(cache._items) == 2 and cache.embed_one("dinner ideas") is not first
