@@ -15,36 +15,85 @@ most useful personal context under a token budget::
 
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
-from .agent.context import ContextItem, ContextSection, PersonalContext, Source
-from .embeddings import (
-    Embedder,
-    LlamaIndexEmbedder,
-    OnnxEmbedder,
-    SentenceTransformerEmbedder,
-    default_embedder,
-    make_embedder,
-)
-from .errors import (
-    ConfigError,
-    IndexBackendError,
-    IngestError,
-    InvalidUserIdError,
-    LLMError,
-    LLMOutputError,
-    MissingDependencyError,
-    NotFoundError,
-    PersonalizeError,
-    StoreError,
-)
-from .loaders import LoaderLimits
-from .personalizer import Personalizer, PersonalizerConfig
-from .retrieval import RetrievalConfig
-from .refresh import RefreshConfig, RefreshFailure, RefreshReport
-from .tasks import Task, TaskRegistry, default_tasks
-from .tokens import TiktokenCounter, TokenCounter
-from .types import Chunk, Fact, FileError, Hit, IngestResult, LoadedItem, Memory, Summary
+if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
+    from .agent.context import ContextItem, ContextSection, PersonalContext, Source
+    from .embeddings import (
+        Embedder,
+        LlamaIndexEmbedder,
+        OnnxEmbedder,
+        SentenceTransformerEmbedder,
+        default_embedder,
+        make_embedder,
+    )
+    from .errors import (
+        ConfigError,
+        IndexBackendError,
+        IngestError,
+        InvalidUserIdError,
+        LLMError,
+        LLMOutputError,
+        MissingDependencyError,
+        NotFoundError,
+        PersonalizeError,
+        StoreError,
+    )
+    from .loaders import LoaderLimits
+    from .personalizer import Personalizer, PersonalizerConfig
+    from .retrieval import RetrievalConfig
+    from .refresh import RefreshConfig, RefreshFailure, RefreshReport
+    from .tasks import Task, TaskRegistry, default_tasks
+    from .tokens import TiktokenCounter, TokenCounter
+    from .types import Chunk, Fact, FileError, Hit, IngestResult, LoadedItem, Memory, Summary
+
+# Public name -> the module defining it. Imported on first access (PEP 562), so that
+# `import personalize.cli` (the command line) or `personalize.errors` does not load
+# LangGraph, torch and the embedder; a new public name goes here, in __all__, and above.
+_EXPORTS: dict[str, str] = {
+    "ContextItem": ".agent.context",
+    "ContextSection": ".agent.context",
+    "PersonalContext": ".agent.context",
+    "Source": ".agent.context",
+    "Embedder": ".embeddings",
+    "LlamaIndexEmbedder": ".embeddings",
+    "OnnxEmbedder": ".embeddings",
+    "SentenceTransformerEmbedder": ".embeddings",
+    "default_embedder": ".embeddings",
+    "make_embedder": ".embeddings",
+    "ConfigError": ".errors",
+    "IndexBackendError": ".errors",
+    "IngestError": ".errors",
+    "InvalidUserIdError": ".errors",
+    "LLMError": ".errors",
+    "LLMOutputError": ".errors",
+    "MissingDependencyError": ".errors",
+    "NotFoundError": ".errors",
+    "PersonalizeError": ".errors",
+    "StoreError": ".errors",
+    "LoaderLimits": ".loaders",
+    "Personalizer": ".personalizer",
+    "PersonalizerConfig": ".personalizer",
+    "RetrievalConfig": ".retrieval",
+    "RefreshConfig": ".refresh",
+    "RefreshFailure": ".refresh",
+    "RefreshReport": ".refresh",
+    "Task": ".tasks",
+    "TaskRegistry": ".tasks",
+    "default_tasks": ".tasks",
+    "TiktokenCounter": ".tokens",
+    "TokenCounter": ".tokens",
+    "Chunk": ".types",
+    "Fact": ".types",
+    "FileError": ".types",
+    "Hit": ".types",
+    "IngestResult": ".types",
+    "LoadedItem": ".types",
+    "Memory": ".types",
+    "Summary": ".types",
+}
 
 __all__ = [
     "Chunk",
@@ -93,3 +142,16 @@ __version__ = "0.1.0"
 
 # A library never configures logging; it only makes sure it is silent by default.
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
