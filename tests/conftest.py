@@ -51,3 +51,26 @@ def repo_root() -> Path:
 def sample_data(repo_root: Path) -> Path:
     """The bundled sample users (demos/data)."""
     return repo_root / "demos" / "data"
+
+
+# -- PostgreSQL (issue 15): a real server started and stopped by the session --
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL 18 + pgvector on 127.0.0.1 (tests/_postgres.py); skips if it cannot run."""
+    from _postgres import PgUnavailable, start_server
+
+    try:
+        server = start_server()
+    except PgUnavailable as exc:
+        pytest.skip(f"embedded PostgreSQL cannot run here: {exc}")
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def pg_database(pg_server):
+    """A fresh, empty database (owner + non-owner app role DSNs), dropped afterwards."""
+    db = pg_server.create_database()
+    yield db
+    db.drop()

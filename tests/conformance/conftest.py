@@ -1,4 +1,4 @@
-"""Every VectorIndex backend, as a parametrized fixture (FAISS, Chroma embedded, Chroma server)."""
+"""Every VectorIndex backend, as a parametrized fixture (FAISS, Chroma embedded, Chroma server, pgvector)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def chroma_server(tmp_path_factory):
     log.close()
 
 
-@pytest.fixture(params=["faiss", "chroma-embedded", "chroma-server"])
+@pytest.fixture(params=["faiss", "chroma-embedded", "chroma-server", "pgvector"])
 def backend_factory(request, tmp_path):
     """A callable returning a (re)opened index of the parametrized backend."""
     kind = request.param
@@ -70,6 +70,14 @@ def backend_factory(request, tmp_path):
 
         def make():
             return ChromaIndex(DIM, path=tmp_path / "chroma")
+    elif kind == "pgvector":
+        # A fresh database per test (orphan cleanup would see other tests' users),
+        # opened as the non-owner app role: row-level security applies to it.
+        db = request.getfixturevalue("pg_database")
+        from personalize.indexes.pgvector_index import PgVectorIndex
+
+        def make():
+            return PgVectorIndex(db.app_dsn, DIM, owner_dsn=db.owner_dsn)
     else:
         host, port, _ = request.getfixturevalue("chroma_server")
         from personalize.indexes import ChromaIndex

@@ -1,0 +1,215 @@
+"""PostgreSQL connections for the store and the pgvector index: a pool, scoped transactions, retries.
+
+Every transaction names the user it is for. ``SET LOCAL`` (``set_config(..., true)``)
+puts that user id in ``personalize.user_id`` for the transaction only, and the
+row-level security policies of every table holding personal data compare each
+row's ``user_id`` to it: a query that forgot its ``WHERE user_id = ?`` still
+sees one user's rows. ``user_id=None`` is the admin scope (listing users,
+migrations, orphan cleanup), marked by ``personalize.scope = 'admin'``. This
+guards against mistakes in our SQL, not against hostile SQL: any role can set
+its own settings, so the database role and the code stay the trust boundary.
+
+Connection loss (a restarted server, a cut network) surfaces as
+``StoreUnavailableError`` after a bounded number of attempts. ``run()`` retries
+the *whole* transaction function, so a retried write is never half-applied:
+PostgreSQL rolled back the attempt that lost its connection. psycopg prepares
+statements after a few executions by default; a generic plan can swap an HNSW
+scan for an exact one, so statements are never prepared (``prepare_threshold=None``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from personalize.errors import MissingDependencyError, StoreError
+
+try:  # the lead adds it to personalize.errors with the storage seam
+    from personalize.errors import StoreUnavailableError
+except ImportError:  # pragma: no cover - until errors.py has it
+    class StoreUnavailableError(StoreError):  # type: ignore[no-redef]
+        """The database cannot be reached (connection lost, server restarting)."""
+
+__all__ = ["PgConnector", "StoreUnavailableError", "import_psycopg", "is_unavailable"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: SQLSTATE classes/codes meaning "the server or the connection went away".
+_UNAVAILABLE_CODES = ("08", "57P01", "57P02", "57P03", "53300")
+#: Codes meaning "this attempt lost a race; running it again is safe and right".
+_RETRY_CODES = ("40001", "40P01")
+
+
+def import_psycopg() -> Any:
+    try:
+        import psycopg
+        import psycopg_pool  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError("psycopg[binary,pool]", "postgres", "the PostgreSQL store") from exc
+    return psycopg
+
+
+def is_unavailable(exc: BaseException, conn: Any = None) -> bool:
+    """Whether ``exc`` means the database is unreachable (as opposed to a bad statement)."""
+    import psycopg
+    import psycopg_pool
+
+    if isinstance(exc, (psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed)):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    if conn is not None and conn.broken:
+        return True
+    code = getattr(exc, "sqlstate", None)
+    if code is None:  # raised by libpq itself (connection refused, reset, timeout)
+        return True
+    return code.startswith("08") or code in _UNAVAILABLE_CODES
+
+
+def _is_retryable_race(exc: BaseException) -> bool:
+    return getattr(exc, "sqlstate", None) in _RETRY_CODES
+
+
+class PgConnector:
+    """A connection pool whose transactions are scoped to one user (or admin).
+
+    Args:
+        dsn: a libpq connection string or ``postgresql://`` URL.
+        min_size, max_size: pool bounds per process.
+        attempts: how many times ``run()`` tries a transaction whose connection failed.
+        wait_s: how long one attempt waits for a connection from the pool.
+        backoff_s: the first pause between attempts (doubled each time).
+        configure: called on every new connection (e.g. to register the vector type).
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        attempts: int = 3,
+        wait_s: float = 5.0,
+        backoff_s: float = 0.2,
+        connect_timeout_s: int = 5,
+        configure: Callable[[Any], None] | None = None,
+        application_name: str = "personalize",
+    ) -> None:
+        import_psycopg()
+        from psycopg_pool import ConnectionPool
+
+        self.dsn = dsn
+        self.attempts = max(1, int(attempts))
+        self.wait_s = float(wait_s)
+        self.backoff_s = float(backoff_s)
+        self._configure_hook = configure
+        self._pool = ConnectionPool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            timeout=self.wait_s,
+            kwargs={
+                "prepare_threshold": None,
+                "autocommit": False,
+                "connect_timeout": connect_timeout_s,
+                "application_name": application_name,
+            },
+            configure=self._configure,
+            # One round trip per checkout: after a server restart every pooled
+            # connection is dead, and each would otherwise fail its first query.
+            check=ConnectionPool.check_connection,
+            reconnect_timeout=max(30.0, wait_s * attempts * 4),
+            name="personalize",
+        )
+        self._pool.open(wait=False)
+
+    def _configure(self, conn: Any) -> None:
+        if self._configure_hook is not None:
+            self._configure_hook(conn)
+            if conn.info.transaction_status != 0:  # IDLE
+                conn.commit()
+
+    def wait_ready(self) -> None:
+        """Block until the pool has a connection, or raise ``StoreUnavailableError``."""
+        self.run(lambda cur: cur.execute("SELECT 1").fetchone())
+
+    # -- transactions ---------------------------------------------------------
+
+    @contextmanager
+    def transaction(self, user_id: str | None = None) -> Iterator[Any]:
+        """One all-or-nothing transaction scoped to ``user_id`` (``None``: admin); yields a psycopg cursor.
+
+        Getting a connection is retried; a connection lost inside the block
+        raises ``StoreUnavailableError`` (the server rolled the transaction back).
+        """
+        conn = self._getconn()
+        try:
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.execute(
+                        "SELECT set_config('personalize.user_id', %s, true),"
+                        " set_config('personalize.scope', %s, true)",
+                        (user_id or "", "user" if user_id is not None else "admin"),
+                    )
+                    yield cur
+            except Exception as exc:
+                if is_unavailable(exc, conn):
+                    raise StoreUnavailableError(
+                        "lost the PostgreSQL connection; the transaction was not applied"
+                    ) from exc
+                raise
+        finally:
+            self._pool.putconn(conn)
+
+    def _getconn(self) -> Any:
+        import psycopg
+
+        delay = self.backoff_s
+        last: BaseException | None = None
+        for attempt in range(self.attempts):
+            try:
+                return self._pool.getconn(timeout=self.wait_s)
+            except psycopg.Error as exc:
+                if not is_unavailable(exc):
+                    raise
+                last = exc
+                logger.warning("PostgreSQL unavailable (attempt %d of %d): %s", attempt + 1, self.attempts, exc)
+                if attempt + 1 < self.attempts:
+                    time.sleep(delay)
+                    delay *= 2
+        raise StoreUnavailableError(
+            f"PostgreSQL is unreachable after {self.attempts} attempts: {last}"
+        ) from last
+
+    def run(self, fn: Callable[[Any], T], *, user_id: str | None = None) -> T:
+        """Run ``fn(cursor)`` in one transaction; on a lost connection, run it again (bounded)."""
+        delay = self.backoff_s
+        for attempt in range(self.attempts):
+            try:
+                with self.transaction(user_id) as cur:
+                    return fn(cur)
+            except StoreUnavailableError:
+                if attempt + 1 >= self.attempts:
+                    raise
+                logger.warning("PostgreSQL transaction lost its connection; retrying (attempt %d of %d)",
+                               attempt + 2, self.attempts)
+            except Exception as exc:
+                if not _is_retryable_race(exc) or attempt + 1 >= self.attempts:
+                    raise
+                logger.debug("PostgreSQL transaction lost a race; retrying")
+            time.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self._pool.close()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._pool.closed)
