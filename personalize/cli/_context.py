@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import dump_json, open_personalizer
+from ._common import EXIT_OK, dump_json, open_personalizer, parse_where, require_user, usage_error
 
 __all__ = ["register"]
 
@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=int, default=512, help="token budget, headers included (default 512)")
     p.add_argument("--source", action="append", help="only retrieve from this source (repeatable)")
     p.add_argument("--session", action="append", help="only retrieve from this chat session (repeatable)")
+    p.add_argument("--where", metavar="JSON", help='only retrieve items whose metadata match, e.g. \'{"project": "x"}\'')
     p.add_argument("--force", action="store_true", help="personalize even if the query looks generic")
     p.add_argument("--use-llm", action="store_true",
                    help="plan and reflect with the configured LLM (PERSONALIZE_LLM_* / OPENAI_*)")
@@ -33,16 +34,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _context(args: argparse.Namespace) -> int:
     if args.budget < 0:
-        print("error: --budget must be >= 0", file=sys.stderr)
-        return 2
+        raise usage_error("--budget must be >= 0")
+    extra = {} if args.where is None else {"where": parse_where(args.where)}
     with open_personalizer(args, **({} if args.use_llm else {"llm": None})) as p:
+        require_user(p, args.user)
         ctx = p.context(
             args.user, args.query, task=args.task, budget_tokens=args.budget, sources=args.source,
-            sessions=args.session, force=args.force, use_llm=args.use_llm,
+            sessions=args.session, force=args.force, use_llm=args.use_llm, **extra,
         )
     if args.json:
         dump_json(ctx.to_dict())
-        return 0
+        return EXIT_OK
     prompt = ctx.to_prompt()
     if prompt:
         print(prompt)
@@ -50,4 +52,4 @@ def _context(args: argparse.Namespace) -> int:
         "no personal context found" if ctx.is_empty else "")
     print(f"[{ctx.tokens}/{ctx.budget_tokens} tokens, task: {ctx.task or '-'}"
           + (f", {note}" if note else "") + "]", file=sys.stderr)
-    return 0
+    return EXIT_OK

@@ -1,7 +1,8 @@
 """``personalize refresh | persona | summary | memory``: offline knowledge from the command line.
 
-Exit status: 0 on success; 3 when a refresh step failed (the failure is
-recorded and retried by the next refresh, as in the Python API).
+Exit status (the CLI's one table, docs/cli.md): 0 on success; 2 (partial
+failure) when a refresh step failed: the failure is recorded and retried by
+the next refresh, as in the Python API; 3 for an unknown user or task.
 """
 
 from __future__ import annotations
@@ -10,11 +11,9 @@ import argparse
 import sys
 from typing import Any
 
-from ._common import dump_json, open_personalizer
+from ._common import EXIT_OK, EXIT_PARTIAL, dump_json, open_personalizer, require_user
 
 __all__ = ["register"]
-
-EXIT_PARTIAL = 3
 
 
 def register(subparsers: Any) -> None:
@@ -66,6 +65,8 @@ def _line(report: Any) -> str:
 
 def _refresh(args: argparse.Namespace) -> int:
     with open_personalizer(args) as p:
+        for user in args.user or ():
+            require_user(p, user)
         if args.all:
             reports = p.refresh_all(
                 tasks=args.tasks, force=args.force, concurrency=args.concurrency,
@@ -85,15 +86,16 @@ def _refresh(args: argparse.Namespace) -> int:
             print(_line(report))
             for failure in report.failures:
                 print(f"  failed: {failure.step} (attempt {failure.attempts}): {failure.error}", file=sys.stderr)
-    return EXIT_PARTIAL if any(r.failures for r in reports) else 0
+    return EXIT_PARTIAL if any(r.failures for r in reports) else EXIT_OK
 
 
 def _persona(args: argparse.Namespace) -> int:
     with open_personalizer(args, llm=None) as p:
+        require_user(p, args.user)
         facts = p.persona(args.user, history=args.history)
     if args.json:
         dump_json(facts)
-        return 0
+        return EXIT_OK
     if not facts:
         print("no persona facts (run `personalize refresh` first)")
     for fact in facts:
@@ -102,35 +104,37 @@ def _persona(args: argparse.Namespace) -> int:
         until = f" until {fact.valid_to.date().isoformat()}" if fact.valid_to else ""
         print(f"{mark}[{fact.category}] {fact.text}  ({fact.subject}; since {when}{until}; "
               f"{fact.generator}; sources {list(fact.sources)})")
-    return 0
+    return EXIT_OK
 
 
 def _summary(args: argparse.Namespace) -> int:
     with open_personalizer(args, llm=None) as p:
+        require_user(p, args.user)
         summary = p.summary(args.user, args.task)
         current = p.store.data_version(args.user)
     if args.json:
         dump_json(summary)
-        return 0
+        return EXIT_OK
     if summary is None:
         print(f"no summary for task {args.task} (run `personalize refresh --user {args.user}` first)")
-        return 0
+        return EXIT_OK
     stale = " (stale: newer data since)" if summary.data_version < current else ""
     print(f"# {summary.task}: {summary.generator}, data version {summary.data_version}{stale}, "
           f"{summary.created_at.isoformat(timespec='seconds')}")
     print(summary.text)
-    return 0
+    return EXIT_OK
 
 
 def _memory(args: argparse.Namespace) -> int:
     with open_personalizer(args, llm=None) as p:
+        require_user(p, args.user)
         versions = p.memory_history(args.user) if args.history else [m for m in [p.memory(args.user)] if m]
     if args.json:
         dump_json(versions if args.history else (versions[0] if versions else None))
-        return 0
+        return EXIT_OK
     if not versions:
         print("no memory yet (run `personalize refresh` first)")
     for memory in versions:
         print(f"# version {memory.version}: {memory.generator}, {memory.created_at.isoformat(timespec='seconds')}")
         print(memory.text)
-    return 0
+    return EXIT_OK

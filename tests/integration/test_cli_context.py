@@ -50,13 +50,18 @@ def test_generic_query_and_errors(data_copy: Path, capsys) -> None:
     assert main(["--data-dir", str(data_copy), "context", "--user", "alice", "what is 2+2"]) == 0
     out, err = capsys.readouterr()
     assert out == "" and "no personalization needed" in err
-    assert main(["--data-dir", str(data_copy), "context", "--user", "alice", "--task", "nope", "dinner"]) == 1
+    # The exit-code table (docs/cli.md): 1 usage, 3 not found.
+    assert main(["--data-dir", str(data_copy), "context", "--user", "alice", "--task", "nope", "dinner"]) == 3
     assert "unknown task" in capsys.readouterr().err
     assert main(["--data-dir", str(data_copy), "context", "--user", "../x", "dinner"]) == 1
     assert "user id" in capsys.readouterr().err
-    assert main(["--data-dir", str(data_copy), "context", "--user", "alice", "--budget", "-1", "dinner"]) == 2
-    assert main(["--data-dir", str(data_copy), "context", "--user", "nobody", "dinner ideas"]) == 0
-    assert "no personal context found" in capsys.readouterr().err
+    assert main(["--data-dir", str(data_copy), "context", "--user", "alice", "--budget", "-1", "dinner"]) == 1
+    assert "--budget must be >= 0" in capsys.readouterr().err
+    assert main(["--data-dir", str(data_copy), "context", "--user", "nobody", "dinner ideas"]) == 3
+    out, err = capsys.readouterr()
+    assert out == "" and err == "error: unknown user 'nobody' (user ids are case-sensitive)\n"
+    assert main(["--data-dir", str(data_copy), "context", "--user", "alice", "--budget", "x", "dinner"]) == 1
+    assert "invalid int value" in capsys.readouterr().err
 
 
 def test_installed_command_runs(data_copy: Path) -> None:

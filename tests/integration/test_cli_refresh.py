@@ -52,7 +52,7 @@ def test_refresh_then_show_persona_summary_and_memory(data, capsys):
 
     assert cli(data, "summary", "--user", "alice", "--task", "email_subject") == 0
     assert "no summary for task email_subject" in capsys.readouterr().out
-    assert cli(data, "summary", "--user", "alice", "--task", "nope") == 1
+    assert cli(data, "summary", "--user", "alice", "--task", "nope") == 3
     assert "unknown task 'nope'" in capsys.readouterr().err
 
 
@@ -66,14 +66,14 @@ def test_refresh_all_as_json(data, capsys):
     assert all(r["summaries_skipped"] == ["chat"] and r["facts_added"] == 0 for r in again)
 
 
-def test_failed_steps_exit_3_and_are_retried(data, capsys, monkeypatch):
+def test_failed_steps_exit_2_and_are_retried(data, capsys, monkeypatch):
     with ScriptedOpenAIServer(responder=lambda request: Reply.status(401)) as server:
         monkeypatch.setenv("PERSONALIZE_LLM_MODEL", "scripted-model")
         monkeypatch.setenv("PERSONALIZE_LLM_BASE_URL", server.base_url)
-        assert cli(data, "refresh", "--user", "bob", "--task", "chat") == 3
+        assert cli(data, "refresh", "--user", "bob", "--task", "chat") == 2  # partial failure
         err = capsys.readouterr().err
         assert "failed: persona (attempt 1)" in err and "failed: summary:chat" in err
-        assert cli(data, "refresh", "--user", "bob", "--task", "chat") == 3
+        assert cli(data, "refresh", "--user", "bob", "--task", "chat") == 2
         assert "failed: persona (attempt 2)" in capsys.readouterr().err
     monkeypatch.delenv("PERSONALIZE_LLM_BASE_URL")
     monkeypatch.delenv("PERSONALIZE_LLM_MODEL")
