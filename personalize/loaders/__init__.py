@@ -1,7 +1,8 @@
 """Input loaders: files, strings and chat messages → :class:`~personalize.types.LoadedItem`.
 
 Every failure is a :class:`LoaderError` (an :class:`~personalize.errors.IngestError`)
-whose ``kind`` says why and whose message names the input, never its content.
+whose ``kind`` says why and whose message names the input, never its content. Functions
+that take files take paths (``str`` or ``os.PathLike``); texts go to :func:`load_text`.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ the mapping shapes):
 (c) a list of such conversations;
 (d) the simple form ``{"user", "role", "content", "timestamp"}`` (``user`` → speaker);
 (e) ChatGPT's ``conversations.json``: ``[{"title", "mapping": {id: {"message": ...}}}]``.
+
+A turn that cannot be a message (a wrong field type, an unparseable timestamp) is
+reported alone as ``"<path>#<where>"`` (``"chat.json#element 3"``) and the other turns
+are kept; the file fails only when no turn could be loaded or its shape is unknown.
 """
 
 from __future__ import annotations
@@ -15,14 +19,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from personalize.types import LoadedItem
 
 from ._errors import LoaderError
-from ._io import ItemCollector, decode_text, display_name, file_metadata
-from ._limits import LoaderLimits
+from ._io import FileJob, ItemCollector, decode_text
 from ._messages import normalize_message
 
 __all__ = ["ACCEPTED_SHAPES", "load_json_file", "load_jsonl_file"]
@@ -34,13 +36,20 @@ ACCEPTED_SHAPES = (
 )
 
 
+# The time budget is checked once per this many turns.
+_CHECK_EVERY = 1024
+
+
 class _Context:
-    def __init__(self, path: Path, limits: LoaderLimits) -> None:
-        self.path = path
-        self.source = str(path)
-        self.name = display_name(path)
-        self.base_metadata = file_metadata(path)
-        self.collector = ItemCollector(self.source, limits)
+    def __init__(self, job: FileJob) -> None:
+        self.job = job
+        self.path = job.path
+        self.source = job.source
+        self.name = job.name
+        self.base_metadata = job.metadata()
+        self.collector = ItemCollector(self.source, job.limits)
+        self.turns = 0
+        self.first_problem: LoaderError | None = None
 
     def message(
         self,
@@ -52,15 +61,23 @@ class _Context:
     ) -> None:
         if "content" not in raw and ("tool_calls" in raw or "function_call" in raw):
             return  # an assistant turn that only calls tools: nothing said, nothing to index
+        self.turns += 1
+        if self.turns % _CHECK_EVERY == 0:
+            self.job.check_time()
         base = dict(extra or {})
         base.update(self.base_metadata)
-        item = normalize_message(
-            raw,
-            where=f"{self.name}: {where}",
-            source=self.source,
-            default_session=session,
-            base_metadata=base,
-        )
+        try:
+            item = normalize_message(
+                raw,
+                where=where,
+                source=self.source,
+                default_session=session,
+                base_metadata=base,
+            )
+        except LoaderError as exc:
+            self.first_problem = self.first_problem or exc
+            self.job.item_error(where, str(exc), exc.kind)
+            return
         if item is not None:
             self.collector.add(item)
 
@@ -204,6 +221,13 @@ def _loads(ctx: _Context, text: str, lineno: int | None = None) -> Any:
 
 
 def _finish(ctx: _Context) -> list[LoadedItem]:
+    if not ctx.collector.items and ctx.first_problem is not None:
+        raise LoaderError(
+            f"{ctx.name}: no chat message could be loaded; the first problem: "
+            f"{ctx.first_problem}",
+            kind=ctx.first_problem.kind,
+            source=ctx.source,
+        )
     if not ctx.collector.items:
         raise LoaderError(
             f"{ctx.name}: no chat messages with text (system/tool and empty messages are skipped)",
@@ -213,9 +237,9 @@ def _finish(ctx: _Context) -> list[LoadedItem]:
     return ctx.collector.items
 
 
-def load_json_file(path: Path, data: bytes, limits: LoaderLimits) -> list[LoadedItem]:
+def load_json_file(job: FileJob, data: bytes) -> list[LoadedItem]:
     """A ``.json`` chat export; see the module docstring for the accepted shapes."""
-    ctx = _Context(path, limits)
+    ctx = _Context(job)
     text = decode_text(data, source=ctx.source)
     if not text.strip():
         raise LoaderError(f"{ctx.name}: file is empty", kind="empty", source=ctx.source)
@@ -223,9 +247,9 @@ def load_json_file(path: Path, data: bytes, limits: LoaderLimits) -> list[Loaded
     return _finish(ctx)
 
 
-def load_jsonl_file(path: Path, data: bytes, limits: LoaderLimits) -> list[LoadedItem]:
+def load_jsonl_file(job: FileJob, data: bytes) -> list[LoadedItem]:
     """A ``.jsonl`` file: one message or conversation per line."""
-    ctx = _Context(path, limits)
+    ctx = _Context(job)
     text = decode_text(data, source=ctx.source)
     # Split on "\n" only: str.splitlines would also split on U+2028, which JSON
     # allows unescaped inside strings.

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
+import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from personalize.types import LoadedItem
 
 from ._errors import LoaderError
-from ._io import ItemCollector, decode_text, display_name, file_metadata
-from ._limits import LoaderLimits
+from ._io import FileJob, ItemCollector, decode_text
 from ._messages import normalize_message
 from ._time import parse_timestamp
 
@@ -28,6 +28,23 @@ _ROW_TIME_COLUMNS = (*_TIMESTAMP_COLUMNS, "datetime", "date")
 _SESSION_COLUMNS = ("session", "session_id", "conversation_id")
 _ID_COLUMNS = ("id", "message_id")
 _KNOWN_ROLES = frozenset({"user", "assistant", "system", "developer", "tool", "function"})
+# csv.field_size_limit takes a C long (32 bits on Windows).
+_MAX_FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)
+_FIELD_LIMIT_LOCK = threading.Lock()
+# The time budget is checked once per this many records.
+_CHECK_EVERY = 1024
+
+
+def _allow_fields_up_to(size: int) -> None:
+    """Raise the csv module's cell size limit (131,072 by default) to ``size``.
+
+    The limit is process-wide, so it is only ever raised, never lowered: a cell can be
+    no longer than the file, and the file is already capped by ``max_file_bytes``.
+    """
+    wanted = min(size, _MAX_FIELD_LIMIT)
+    with _FIELD_LIMIT_LOCK:
+        if csv.field_size_limit() < wanted:
+            csv.field_size_limit(wanted)
 
 
 def _dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
@@ -37,17 +54,20 @@ def _dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
         return csv.excel  # one column, or too irregular to sniff: plain commas
 
 
-def _rows(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
+def _rows(job: FileJob, text: str) -> Iterator[tuple[int, list[str]]]:
+    _allow_fields_up_to(job.limits.max_file_bytes)
     reader = csv.reader(io.StringIO(text, newline=""), _dialect(text))
     number = 0
     try:
         for number, row in enumerate(reader, start=1):
+            if number % _CHECK_EVERY == 0:
+                job.check_time()
             yield number, row
     except csv.Error as exc:
         raise LoaderError(
-            f"{display_name(path)}: malformed CSV after record {number} ({exc})",
+            f"{job.name}: malformed CSV after record {number} ({exc})",
             kind="invalid",
-            source=str(path),
+            source=job.source,
         ) from exc
 
 
@@ -84,7 +104,7 @@ def _row_time(value: str | None, where: str, source: str) -> Any:
         return None
 
 
-def load_csv_file(path: Path, data: bytes, limits: LoaderLimits) -> list[LoadedItem]:
+def load_csv_file(job: FileJob, data: bytes) -> list[LoadedItem]:
     """A CSV file; the first record is the header.
 
     With a ``content``/``text`` column and a ``role`` or ``speaker`` column, each row is
@@ -92,11 +112,13 @@ def load_csv_file(path: Path, data: bytes, limits: LoaderLimits) -> list[LoadedI
     used; other columns go to metadata). Otherwise each row is a document rendered as
     ``"col: value; col: value"``, with ``external_id`` from an ``id`` column and its
     time from a ``timestamp``/``created_at``/``datetime``/``date`` column when the cell
-    parses (ISO-8601 or epoch seconds/ms).
+    parses (see ``parse_timestamp``). A chat row that cannot be a message (a bad
+    timestamp, say) is reported as ``"<path>#record <n>"`` and the other rows are kept.
+    Cells may be as long as the file (``max_file_bytes``).
     """
-    source, name = str(path), display_name(path)
+    source, name, path = job.source, job.name, job.path
     text = decode_text(data, source=source)
-    rows = _rows(path, text)
+    rows = _rows(job, text)
     header_row = next(rows, None)
     if header_row is None or not any(cell.strip() for cell in header_row[1]):
         raise LoaderError(f"{name}: CSV has no header row", kind="empty", source=source)
@@ -120,8 +142,9 @@ def load_csv_file(path: Path, data: bytes, limits: LoaderLimits) -> list[LoadedI
         ident = _find(columns, ("id",))
         timestamp = _find(columns, _ROW_TIME_COLUMNS)
 
-    collector = ItemCollector(source, limits)
-    base = file_metadata(path)
+    collector = ItemCollector(source, job.limits)
+    base = job.metadata()
+    first_problem: LoaderError | None = None
     for number, row in rows:
         if not any(cell.strip() for cell in row):
             continue
@@ -145,13 +168,18 @@ def load_csv_file(path: Path, data: bytes, limits: LoaderLimits) -> list[LoadedI
                 "id": _cell(row, ident),
                 "metadata": extra or None,
             }
-            item = normalize_message(
-                raw,
-                where=f"{name}: record {number}",
-                source=source,
-                default_session=path.stem,
-                base_metadata=base,
-            )
+            try:
+                item = normalize_message(
+                    raw,
+                    where=f"record {number}",
+                    source=source,
+                    default_session=path.stem,
+                    base_metadata=base,
+                )
+            except LoaderError as exc:
+                first_problem = first_problem or exc
+                job.item_error(f"record {number}", str(exc), exc.kind)
+                continue
         else:
             pairs = [
                 (header[i] if i < len(header) else f"column {i + 1}", cell.strip())
@@ -169,5 +197,11 @@ def load_csv_file(path: Path, data: bytes, limits: LoaderLimits) -> list[LoadedI
         if item is not None:
             collector.add(item)
     if not collector.items:
+        if first_problem is not None:
+            raise LoaderError(
+                f"{name}: no row could be loaded; the first problem: {first_problem}",
+                kind=first_problem.kind,
+                source=source,
+            )
         raise LoaderError(f"{name}: CSV has no rows with text", kind="empty", source=source)
     return collector.items

@@ -1,16 +1,25 @@
-"""E-mail: single ``.eml`` messages and ``.mbox`` mailboxes."""
+"""E-mail: single ``.eml`` messages and ``.mbox`` mailboxes.
+
+A mailbox is split into messages from bytes already read (race-free, size-capped)
+with the rules of :class:`mailbox.mbox`. A message that cannot be loaded (no body,
+MIME parts nested deeper than :data:`MAX_MIME_DEPTH`, a parser failure) is reported
+as its own error, ``"<mailbox path>#<n>"`` with ``n`` counting messages from 1; the
+other messages are loaded. A part whose declared charset is unknown, not a text
+encoding or wrong for its bytes (``charset=idna``) is decoded from UTF-8 or the
+detected legacy encoding instead.
+"""
 
 from __future__ import annotations
 
 import email
 import email.utils
 import logging
-import mailbox
+import re
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from email import policy
 from email.header import decode_header
 from email.message import EmailMessage, Message
-from pathlib import Path
 from typing import Any
 
 from personalize.types import LoadedItem
@@ -18,14 +27,18 @@ from personalize.types import LoadedItem
 from ._errors import LoaderError
 from ._fields import clean_text
 from ._html import html_to_text
-from ._io import ItemCollector, check_file, display_name, file_metadata
-from ._limits import LoaderLimits
+from ._io import FileJob, ItemCollector, decode_charset
 
-__all__ = ["email_to_item", "load_eml_file", "load_mbox_file"]
+__all__ = ["MAX_MIME_DEPTH", "email_to_item", "load_eml_file", "load_mbox_file"]
 
 logger = logging.getLogger(__name__)
 
 _HEADER_LINES = (("Subject", "subject"), ("From", "from"), ("To", "to"), ("Date", None))
+#: MIME parts nested deeper than this make the message fail alone (kind "too_complex");
+#: real mail nests a handful of levels (mixed > alternative > related).
+MAX_MIME_DEPTH = 32
+# mailbox.mbox: a message starts at every line beginning with "From ".
+_FROM_LINE = re.compile(rb"^From ", re.MULTILINE)
 
 
 def _header(msg: Message, name: str) -> str:
@@ -60,27 +73,44 @@ def _decode_chunk(chunk: str | bytes, charset: str | None) -> str:
         # decode_header encodes the plain (not encoded-word) runs this way;
         # undo exactly that, so non-ASCII text next to an encoded word survives.
         return chunk.decode("raw-unicode-escape")
-    try:
-        return chunk.decode(charset, errors="replace")
-    except LookupError:  # a charset Python does not know
-        return chunk.decode("utf-8", errors="replace")
+    return decode_charset(chunk, charset)
 
 
 def _part_text(part: Message) -> str:
-    try:
-        content = part.get_content()  # type: ignore[attr-defined]
-        if isinstance(content, str):
-            return content
-    except Exception:  # noqa: BLE001 - unknown charset or broken transfer encoding
-        logger.debug("could not decode an e-mail part; decoding it leniently")
+    charset = part.get_content_charset()
+    if charset is None or charset in ("utf-8", "us-ascii"):
+        try:
+            content = part.get_content()  # type: ignore[attr-defined]
+            if isinstance(content, str):
+                return content
+        except Exception:  # noqa: BLE001 - broken transfer encoding
+            logger.debug("could not decode an e-mail part; decoding it leniently")
+    # Any other declared charset may be unknown, not a text encoding, or wrong for the
+    # bytes (get_content would replace or raise): decode it with fallbacks.
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         return ""
-    charset = part.get_content_charset() or "utf-8"
-    try:
-        return payload.decode(charset, errors="replace")
-    except LookupError:  # a charset name Python does not know
-        return payload.decode("utf-8", errors="replace")
+    return decode_charset(payload, charset)
+
+
+def _check_depth(msg: Message) -> None:
+    """Refuse MIME trees deeper than MAX_MIME_DEPTH before anything recurses into them."""
+    stack = [(msg, 1)]
+    while stack:
+        part, depth = stack.pop()
+        if depth > MAX_MIME_DEPTH:
+            raise _MessageProblem(
+                f"MIME parts nested deeper than {MAX_MIME_DEPTH} levels", "too_complex"
+            )
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            stack.extend((sub, depth + 1) for sub in payload if isinstance(sub, Message))
+
+
+class _MessageProblem(Exception):
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def _body(msg: EmailMessage) -> str:
@@ -135,47 +165,85 @@ def email_to_item(
 
 
 def _parse(data: bytes) -> EmailMessage:
-    message = email.message_from_bytes(data, policy=policy.default)
+    try:
+        message = email.message_from_bytes(data, policy=policy.default)
+    except RecursionError:
+        raise _MessageProblem("MIME parts nested too deeply to parse", "too_complex") from None
     assert isinstance(message, EmailMessage)  # guaranteed by policy.default
+    _check_depth(message)
     return message
 
 
-def load_eml_file(path: Path, data: bytes, limits: LoaderLimits) -> list[LoadedItem]:
-    """An ``.eml`` file as one document: headers, a blank line, then the body."""
-    item = email_to_item(_parse(data), source=str(path), base_metadata=file_metadata(path))
+def _message_item(job: FileJob, data: bytes) -> LoadedItem:
+    """One message as an item; raises _MessageProblem saying why it cannot be one."""
+    try:
+        item = email_to_item(_parse(data), source=job.source, base_metadata=job.metadata())
+    except _MessageProblem:
+        raise
+    except RecursionError:
+        raise _MessageProblem("MIME parts nested too deeply to parse", "too_complex") from None
+    except (LoaderError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the email package raises anything on bad mail
+        raise _MessageProblem(f"malformed message ({type(exc).__name__})", "invalid") from exc
     if item is None:
-        raise LoaderError(
-            f"{display_name(path)}: e-mail has no body text", kind="empty", source=str(path)
-        )
-    collector = ItemCollector(str(path), limits)
+        raise _MessageProblem("e-mail has no body text", "empty")
+    return item
+
+
+def load_eml_file(job: FileJob, data: bytes) -> list[LoadedItem]:
+    """An ``.eml`` file as one document: headers, a blank line, then the body."""
+    try:
+        item = _message_item(job, data)
+    except _MessageProblem as exc:
+        raise LoaderError(f"{job.name}: {exc}", kind=exc.kind, source=job.source) from None  # type: ignore[arg-type]
+    collector = ItemCollector(job.source, job.limits)
     collector.add(item)
     return collector.items
 
 
-def load_mbox_file(path: Path, limits: LoaderLimits) -> list[LoadedItem]:
-    """An ``.mbox`` mailbox: one document per message; messages without a body are skipped."""
-    check_file(path, limits)
-    source = str(path)
-    collector = ItemCollector(source, limits)
-    box = mailbox.mbox(source, create=False)
-    try:
-        for position, key in enumerate(box.iterkeys()):
-            raw = box.get_bytes(key)
-            try:
-                item = email_to_item(_parse(raw), source=source, base_metadata=file_metadata(path))
-            except Exception:  # noqa: BLE001 - one mangled message must not cost the mailbox
-                logger.warning(
-                    "skipped malformed message #%d in %s", position, display_name(path)
-                )
-                continue
-            if item is not None:
-                collector.add(item)
-    finally:
-        box.close()
+def _mbox_messages(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """``(offset, message bytes)`` per message, split as :class:`mailbox.mbox` splits."""
+    starts = _FROM_LINE.finditer(data)
+    current = next(starts, None)
+    while current is not None:
+        following = next(starts, None)
+        stop = following.start() if following is not None else len(data)
+        newline = data.find(b"\n", current.start(), stop)
+        body = data[newline + 1 : stop] if newline >= 0 else b""
+        if body.endswith(b"\n\n"):
+            body = body[:-1]  # the blank line that separates messages
+        yield current.start(), body
+        current = following
+
+
+def load_mbox_file(job: FileJob, data: bytes) -> list[LoadedItem]:
+    """An ``.mbox`` mailbox: one document per message.
+
+    A message that cannot be loaded is reported as ``"<path>#<n>"`` (see the module
+    docstring); the file fails as a whole only when no message could be loaded.
+    """
+    collector = ItemCollector(job.source, job.limits)
+    number = 0
+    first_problem: str | None = None
+    for number, (offset, raw) in enumerate(_mbox_messages(data), start=1):
+        job.check_time()
+        if number == 1 and data[:offset].strip():
+            job.item_error("0", "text before the first 'From ' line is not a message", "invalid")
+        try:
+            collector.add(_message_item(job, raw))
+        except _MessageProblem as exc:
+            first_problem = first_problem or str(exc)
+            job.item_error(str(number), str(exc), exc.kind)  # type: ignore[arg-type]
     if not collector.items:
+        detail = (
+            f" ({number} message(s); the first problem: {first_problem})"
+            if first_problem
+            else " (no 'From ' separator lines)"
+        )
         raise LoaderError(
-            f"{display_name(path)}: mailbox has no messages with body text",
+            f"{job.name}: mailbox has no messages with body text{detail}",
             kind="empty",
-            source=source,
+            source=job.source,
         )
     return collector.items

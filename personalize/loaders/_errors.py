@@ -10,7 +10,15 @@ from personalize.types import FileError
 __all__ = ["ERROR_KINDS", "LoaderError", "LoaderErrorKind"]
 
 LoaderErrorKind = Literal[
-    "missing", "unreadable", "binary", "empty", "too_large", "unsupported", "invalid"
+    "missing",
+    "unreadable",
+    "binary",
+    "empty",
+    "too_large",
+    "too_complex",
+    "timeout",
+    "unsupported",
+    "invalid",
 ]
 ERROR_KINDS: frozenset[str] = frozenset(get_args(LoaderErrorKind))
 
@@ -24,8 +32,11 @@ class LoaderError(IngestError):
 
     Attributes:
         kind: why, as a stable machine-readable word: ``"missing"``, ``"unreadable"``,
-            ``"binary"``, ``"empty"``, ``"too_large"``, ``"unsupported"`` or ``"invalid"``.
-        source: the input that failed (a file path, ``"<text>"``, ``"<messages>[3]"``).
+            ``"binary"``, ``"empty"``, ``"too_large"``, ``"too_complex"`` (nested deeper
+            than a parser can follow), ``"timeout"`` (took longer than
+            ``LoaderLimits.max_parse_seconds``), ``"unsupported"`` or ``"invalid"``.
+        source: the input that failed (a file path, ``"<text>"``, ``"<messages>[3]"``,
+            ``"/mail/archive.mbox#3"`` for the third message of a mailbox).
     """
 
     def __init__(self, message: str, *, kind: LoaderErrorKind, source: str) -> None:

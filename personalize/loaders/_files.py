@@ -1,32 +1,35 @@
-"""Files on disk: walking input paths and dispatching each file to its loader."""
+"""Files on disk: dispatching each file to its loader, inside its time budget."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from personalize.errors import IngestError
-from personalize.types import LoadedItem
+from personalize.types import FileError, LoadedItem
 
 from ._chat import load_json_file, load_jsonl_file
 from ._csv import load_csv_file
 from ._email import load_eml_file, load_mbox_file
 from ._errors import LoaderError
 from ._html import load_html_file
-from ._io import ItemCollector, display_name, file_type, read_file_bytes
+from ._io import FileJob, ItemCollector, display_name, file_type, read_file_bytes
 from ._limits import LoaderLimits
+from ._office import load_docx_file, load_pptx_file
 from ._pdf import load_pdf_file
 from ._text import load_other_file, load_text_file
+from ._walk import iter_input_files
 
 __all__ = ["SUPPORTED_SUFFIXES", "iter_input_files", "load_path"]
 
 logger = logging.getLogger(__name__)
 
-_BytesLoader = Callable[[Path, bytes, LoaderLimits], list[LoadedItem]]
+_Loader = Callable[[FileJob, bytes], list[LoadedItem]]
 
-_LOADERS: dict[str, _BytesLoader] = {
+_LOADERS: dict[str, _Loader] = {
     ".txt": load_text_file,
     ".md": load_text_file,
     ".markdown": load_text_file,
@@ -35,31 +38,48 @@ _LOADERS: dict[str, _BytesLoader] = {
     ".html": load_html_file,
     ".htm": load_html_file,
     ".pdf": load_pdf_file,
+    ".docx": load_docx_file,
+    ".pptx": load_pptx_file,
     ".eml": load_eml_file,
+    ".mbox": load_mbox_file,
     ".json": load_json_file,
     ".jsonl": load_jsonl_file,
     ".csv": load_csv_file,
 }
 
-SUPPORTED_SUFFIXES: frozenset[str] = frozenset({*_LOADERS, ".mbox"})
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_LOADERS)
 """Suffixes with a dedicated loader (lower case). Other files load as text when they
 look like text, and fail with kind ``"binary"`` otherwise."""
 
 
 def load_path(
-    path: str | os.PathLike[str], limits: LoaderLimits = LoaderLimits()
+    path: str | os.PathLike[str],
+    limits: LoaderLimits = LoaderLimits(),
+    *,
+    errors: list[FileError] | None = None,
 ) -> list[LoadedItem]:
     """Load one file into items, choosing the loader by suffix (case-insensitive).
 
-    ``.txt .md .markdown .rst .log`` → one document; ``.html .htm`` → one document
-    (title in metadata); ``.pdf`` → one document (``page_count`` in metadata);
+    ``path`` is always a path (a ``str`` is never taken for text). ``.txt .md
+    .markdown .rst .log`` → one document (UTF-8, or a detected legacy encoding);
+    ``.html .htm`` → one document (title in metadata); ``.pdf`` → one document
+    (``page_count`` in metadata); ``.docx`` → one document (paragraphs and tables);
+    ``.pptx`` → one document (slide titles, text, tables and notes; ``slide_count``);
     ``.eml`` → one document, ``.mbox`` → one per e-mail; ``.json .jsonl`` → chat
-    messages; ``.csv`` → chat messages or one document per row; anything else →
-    one document if it looks like text.
+    messages; ``.csv`` → chat messages or one document per row; anything else → one
+    document if it looks like text.
+
+    A path from :func:`iter_input_files` is opened relative to the walked folder
+    without following links. Parsing runs under ``limits.max_parse_seconds``. Python
+    warnings raised by the parsers (pypdf, ...) are logged at DEBUG, not printed.
 
     Args:
         path: the file.
-        limits: size caps, checked before reading and while extracting.
+        limits: size, count and time caps, checked before reading and while extracting.
+        errors: when given, receives one :class:`FileError` per item of the file that
+            had to be dropped while the rest loaded (an e-mail of a mailbox, a chat
+            turn, a CSV row, a PDF page), its source ``"<path>#<where>"``. Without it,
+            such drops are logged as one WARNING per file (counts only, no content).
 
     Returns:
         The items, in file order (chat messages in conversation order).
@@ -67,41 +87,37 @@ def load_path(
     Raises:
         LoaderError: the file could not be loaded; ``.kind`` says why (``"missing"``,
             ``"unreadable"``, ``"binary"``, ``"empty"``, ``"too_large"``,
-            ``"unsupported"``, ``"invalid"``) and the message names the file. No other
-            exception escapes for a bad file.
+            ``"too_complex"``, ``"timeout"``, ``"unsupported"``, ``"invalid"``) and the
+            message names the file. No other exception escapes for a bad file.
     """
-    try:
-        path = Path(path)
-    except TypeError as exc:
+    if not isinstance(path, (str, os.PathLike)):
         raise LoaderError(
             f"path must be a str or os.PathLike, got {type(path).__name__}",
             kind="invalid",
             source=repr(path),
-        ) from exc
+        )
+    if not isinstance(path, Path):
+        path = Path(os.fspath(path))
     source, name = str(path), display_name(path)
-    suffix = path.suffix.lower()
+    job = FileJob(path, limits)
     try:
-        if suffix == ".mbox":
-            # The mailbox module reads the file itself; it checks size first.
-            items = load_mbox_file(path, limits)
-        else:
-            data = read_file_bytes(path, limits)
-            items = _LOADERS.get(suffix, load_other_file)(path, data, limits)
+        data = read_file_bytes(path, limits)
+        job.check_time()  # the budget covers the whole load, reading included
+        loader = _LOADERS.get(path.suffix.lower(), load_other_file)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            items = loader(job, data)
+        for warning in caught:
+            logger.debug("%s: parser warning: %s", name, str(warning.message)[:300])
     except IngestError:
         raise
-    except PermissionError as exc:
-        raise LoaderError(f"{name}: permission denied", kind="unreadable", source=source) from exc
-    except OSError as exc:
-        raise LoaderError(
-            f"{name}: cannot be read ({exc.strerror or exc})", kind="unreadable", source=source
-        ) from exc
     except MemoryError as exc:
         raise LoaderError(
             f"{name}: too large to parse in memory", kind="too_large", source=source
         ) from exc
     except RecursionError as exc:
         raise LoaderError(
-            f"{name}: nested too deeply to parse", kind="invalid", source=source
+            f"{name}: nested too deeply to parse", kind="too_complex", source=source
         ) from exc
     except Exception as exc:  # noqa: BLE001 - parsers raise anything on hostile input
         # The exception text is a parser's, not the file's content; keep it short.
@@ -115,74 +131,15 @@ def load_path(
     check = ItemCollector(source, limits)
     for item in items:
         check.add(item)
+    if job.errors:
+        if errors is not None:
+            errors.extend(job.errors)
+        else:
+            logger.warning(
+                "%s: %d item(s) could not be loaded and were dropped "
+                "(pass errors= to load_path to get them)",
+                name,
+                len(job.errors),
+            )
     logger.debug("loaded %d item(s) from %s", len(items), name)
     return items
-
-
-def _resolve(path: Path) -> Path | None:
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError):  # a symlink loop
-        return None
-
-
-def _walk(directory: Path, root: Path) -> Iterator[Path]:
-    try:
-        with os.scandir(directory) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except OSError:
-        # Yield the directory itself so the caller reports it like any bad input.
-        logger.debug("cannot list %s", display_name(directory))
-        yield directory
-        return
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue  # hidden: VCS data, editor swap files, OS metadata
-        path = Path(entry.path)
-        try:
-            if entry.is_symlink():
-                target = _resolve(path)
-                if target is None or not target.is_relative_to(root):
-                    logger.debug("skipping %s: symlink leads outside %s", entry.name, root.name)
-                    continue
-                if entry.is_dir():
-                    # Its target is inside the tree and is walked anyway; following it
-                    # would only duplicate files or loop.
-                    continue
-                yield path  # a dangling in-tree link is reported as missing by load_path
-            elif entry.is_dir(follow_symlinks=False):
-                yield from _walk(path, root)
-            elif entry.is_file(follow_symlinks=False):
-                yield path
-            # FIFOs, sockets and devices: opening them blocks or never ends.
-        except OSError:
-            yield path
-
-
-def iter_input_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
-    """Expand input paths into the files to load.
-
-    Files are yielded as given. Directories are walked recursively in sorted order,
-    skipping hidden names (starting with ``"."``), special files, and symlinks that
-    lead outside the directory being walked, so a link can never pull in data from
-    elsewhere on the machine. A path that does not exist is yielded anyway, so the
-    caller reports it per file.
-
-    Args:
-        paths: files and directories; a single path is accepted too.
-
-    Yields:
-        One path per file.
-    """
-    if isinstance(paths, (str, bytes, os.PathLike)):
-        paths = [paths]  # iterating a str would yield its characters
-    for raw in paths:
-        path = Path(os.fsdecode(raw))
-        if path.is_dir():
-            root = _resolve(path)
-            if root is None:
-                yield path
-                continue
-            yield from _walk(path, root)
-        else:
-            yield path

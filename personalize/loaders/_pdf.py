@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import io
 import logging
 import zlib
@@ -12,7 +13,7 @@ from typing import Any
 from personalize.types import LoadedItem
 
 from ._errors import LoaderError
-from ._io import display_name, file_metadata
+from ._io import FileJob, display_name
 from ._limits import LoaderLimits
 
 __all__ = ["load_pdf_file"]
@@ -26,6 +27,26 @@ logger = logging.getLogger(__name__)
 _CONTENT_BYTES_PER_CHAR = 10
 _INFLATE_CHUNK = 64 * 1024
 _FLATE_NAMES = frozenset({"/FlateDecode", "/Fl"})
+
+
+# pypdf reports recoverable damage ("Ignoring wrong pointing object") on its own
+# loggers at WARNING, which reaches a user's terminal through logging's last-resort
+# handler. While this module parses, those records are demoted to DEBUG; pypdf's
+# logging elsewhere in the process is left alone.
+_PARSING = contextvars.ContextVar("personalize_pdf_parsing", default=False)
+
+
+class _DemoteWhileParsing(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _PARSING.get() and record.levelno > logging.DEBUG:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(__name__).isEnabledFor(logging.DEBUG)
+        return True
+
+
+_PYPDF_LOGGER = logging.getLogger("pypdf")
+if not any(isinstance(f, _DemoteWhileParsing) for f in _PYPDF_LOGGER.filters):
+    _PYPDF_LOGGER.addFilter(_DemoteWhileParsing())
 
 
 def _inflated_size(raw: bytes, cap: int) -> int:
@@ -142,17 +163,31 @@ def _open(path: Path, data: bytes) -> Any:
     return reader
 
 
-def load_pdf_file(path: Path, data: bytes, limits: LoaderLimits) -> list[LoadedItem]:
+def load_pdf_file(job: FileJob, data: bytes) -> list[LoadedItem]:
     """A PDF as one document: every page's text, pages separated by a blank line.
+
+    A page whose text extraction fails is reported as ``"<path>#page <n>"`` (and listed
+    in the ``failed_pages`` metadata); the other pages are kept. pypdf's warnings and
+    log records about recoverable damage become DEBUG logs.
 
     Raises:
         LoaderError: ``"unreadable"`` (password-protected), ``"too_large"`` (text or
             inflated content beyond ``limits``), ``"empty"`` (no text layer: scanned
             pages need OCR first) or ``"invalid"`` (not a parsable PDF).
     """
+    # (Python warnings raised while parsing are captured by load_path.)
+    token = _PARSING.set(True)
+    try:
+        return _load_pdf(job, data)
+    finally:
+        _PARSING.reset(token)
+
+
+def _load_pdf(job: FileJob, data: bytes) -> list[LoadedItem]:
     from pypdf.errors import FileNotDecryptedError, LimitReachedError, PdfReadError
 
-    source, name = str(path), display_name(path)
+    path, limits = job.path, job.limits
+    source, name = job.source, job.name
     try:
         reader = _open(path, data)
         pages = reader.pages
@@ -163,6 +198,7 @@ def load_pdf_file(path: Path, data: bytes, limits: LoaderLimits) -> list[LoadedI
         failure: Exception | None = None
         total = 0
         for number, page in enumerate(pages, start=1):
+            job.check_time()
             budget.charge(page, number)
             try:
                 text = (page.extract_text() or "").strip()
@@ -171,6 +207,11 @@ def load_pdf_file(path: Path, data: bytes, limits: LoaderLimits) -> list[LoadedI
             except Exception as exc:  # noqa: BLE001 - a broken font or operator on one page
                 # should not cost the other pages; the failure is recorded in metadata.
                 logger.debug("page %d of %s: text extraction failed", number, name)
+                job.item_error(
+                    f"page {number}",
+                    f"text extraction failed ({type(exc).__name__}); the other pages are kept",
+                    "invalid",
+                )
                 failed.append(number)
                 failure = exc
                 continue
@@ -215,7 +256,7 @@ def load_pdf_file(path: Path, data: bytes, limits: LoaderLimits) -> list[LoadedI
             kind="empty",
             source=source,
         )
-    metadata = file_metadata(path)
+    metadata = job.metadata()
     metadata["page_count"] = page_count
     if failed:
         metadata["failed_pages"] = failed

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from personalize.types import LoadedItem
 
 from ._errors import LoaderError
 from ._fields import clean_text, optional_id, validate_metadata
-from ._io import decode_text, display_name, file_metadata, probe_is_binary
+from ._io import FileJob, decode_text, display_name, probe_is_binary
 from ._limits import LoaderLimits
 from ._time import parse_timestamp
 
@@ -79,36 +78,36 @@ def load_text(
     )
 
 
-def _document(path: Path, text: str, limits: LoaderLimits) -> list[LoadedItem]:
-    source, name = str(path), display_name(path)
-    if len(text) > limits.max_text_chars:
+def _document(job: FileJob, text: str) -> list[LoadedItem]:
+    if len(text) > job.limits.max_text_chars:
         raise LoaderError(
-            f"{name}: {len(text)} characters exceeds the {limits.max_text_chars}-character limit",
+            f"{job.name}: {len(text)} characters exceeds the "
+            f"{job.limits.max_text_chars}-character limit",
             kind="too_large",
-            source=source,
+            source=job.source,
         )
     if not text.strip():
-        raise LoaderError(f"{name}: file has no text", kind="empty", source=source)
-    return [LoadedItem(text=text, kind="document", source=source, metadata=file_metadata(path))]
+        raise LoaderError(f"{job.name}: file has no text", kind="empty", source=job.source)
+    return [LoadedItem(text=text, kind="document", source=job.source, metadata=job.metadata())]
 
 
-def load_text_file(path: Path, data: bytes, limits: LoaderLimits) -> list[LoadedItem]:
-    """A ``.txt``/``.md``/``.rst``/``.log`` file as one document."""
-    return _document(path, decode_text(data, source=str(path)), limits)
+def load_text_file(job: FileJob, data: bytes) -> list[LoadedItem]:
+    """A ``.txt``/``.md``/``.rst``/``.log`` file as one document (legacy encodings decoded)."""
+    return _document(job, decode_text(data, source=job.source))
 
 
-def load_other_file(path: Path, data: bytes, limits: LoaderLimits) -> list[LoadedItem]:
+def load_other_file(job: FileJob, data: bytes) -> list[LoadedItem]:
     """A file with an unknown suffix: text if it looks like text, else ``"binary"``.
 
     Notes, configs and logs come with every suffix; refusing them all would lose
     real data, while sniffing the head cheaply rejects images and archives.
     """
     if not data.strip():
-        raise LoaderError(f"{display_name(path)}: file has no text", kind="empty", source=str(path))
+        raise LoaderError(f"{job.name}: file has no text", kind="empty", source=job.source)
     if probe_is_binary(data):
         raise LoaderError(
-            f"{display_name(path)}: binary file (unsupported type '{path.suffix or 'none'}')",
+            f"{job.name}: binary file (unsupported type '{job.path.suffix or 'none'}')",
             kind="binary",
-            source=str(path),
+            source=job.source,
         )
-    return _document(path, decode_text(data, source=str(path)), limits)
+    return _document(job, decode_text(data, source=job.source))

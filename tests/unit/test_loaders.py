@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import io
 import json
 import mailbox
@@ -160,10 +159,15 @@ def test_text_with_byte_order_marks(tmp_path: Path, encoded: bytes, expected: st
 
 
 def test_rare_undecodable_byte_is_replaced_but_mostly_garbage_is_binary(tmp_path: Path) -> None:
-    # One Latin-1 byte in 300 characters: under 1%, kept with a replacement character.
-    mostly_utf8 = ("I visited the caf" + "\xe9").encode("latin-1") + b" yesterday. " * 25
-    [item] = load_path(write(tmp_path / "diary.txt", mostly_utf8))
-    assert item.text.startswith("I visited the caf\ufffd yesterday.")
+    # A Latin-1 file (no UTF-8 in it) is decoded as such (tests/unit/test_loaders_hardening.py).
+    latin1 = ("I visited the caf" + "\xe9").encode("latin-1") + b" yesterday. " * 25
+    [item] = load_path(write(tmp_path / "diary.txt", latin1))
+    assert item.text.startswith("I visited the café yesterday.")
+    # UTF-8 text with one stray byte in 300 characters: under 1%, kept with a
+    # replacement character rather than re-read as a single-byte encoding.
+    damaged = "Grüße: ".encode() + b"caf\xe9" + b" yesterday. " * 25
+    [item] = load_path(write(tmp_path / "damaged.txt", damaged))
+    assert item.text.startswith("Grüße: caf\ufffd yesterday.")
     garbage = bytes(range(128, 256)) * 4
     assert load_error(write(tmp_path / "fake.txt", garbage)).kind == "binary"
     assert load_error(write(tmp_path / "nuls.log", b"a\x00b\x00c\x00d\x00")).kind == "binary"
@@ -196,14 +200,11 @@ def test_oversized_file_is_rejected_before_reading(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = write(tmp_path / "big.txt", "x" * 101)
-    real_open = builtins.open
 
-    def no_open(file, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if Path(file) == path:
-            raise AssertionError("the file was opened despite being over the limit")
-        return real_open(file, *args, **kwargs)
+    def no_read(fd, n):  # type: ignore[no-untyped-def]
+        raise AssertionError("the file was read despite being over the limit")
 
-    monkeypatch.setattr(builtins, "open", no_open)
+    monkeypatch.setattr(os, "read", no_read)
     err = load_error(path, LoaderLimits(max_file_bytes=100))
     assert err.kind == "too_large"
     assert "101 bytes" in str(err)
@@ -224,14 +225,14 @@ def test_missing_unreadable_and_directory(tmp_path: Path, monkeypatch: pytest.Mo
     assert load_error(tmp_path / "nope.mbox").kind == "missing"
 
     path = write(tmp_path / "secret.txt", "top secret")
-    real_open = builtins.open
+    real_open = os.open
 
     def denied(file, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if Path(file) == path:
+        if not isinstance(file, int) and Path(file) == path:
             raise PermissionError(13, "Permission denied", str(file))
         return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "open", denied)
+    monkeypatch.setattr(os, "open", denied)
     err = load_error(path)
     assert err.kind == "unreadable"
     assert "top secret" not in str(err)
@@ -648,7 +649,7 @@ def test_csv_rows_as_documents(tmp_path: Path) -> None:
 # -- directory walking ----------------------------------------------------------------------
 
 
-def test_iter_input_files_walks_sorted_and_stays_in_tree(tmp_path: Path) -> None:
+def test_iter_input_files_walks_sorted_and_follows_no_link(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     write(tree / "b.txt", "b")
     write(tree / "a" / "z.md", "z")
@@ -669,14 +670,38 @@ def test_iter_input_files_walks_sorted_and_stays_in_tree(tmp_path: Path) -> None
         tree / "a" / "z.md",
         tree / "b.txt",
         tree / "dangling.txt",
+        tree / "escape.txt",
+        tree / "escape_dir",
         tree / "inside_link.txt",
+        tree / "loop_dir",
+        tree / "pipe",
         tmp_path / "missing.txt",
         given,
     ]
     assert all(isinstance(p, Path) for p in found)
     assert list(iter_input_files(str(given))) == [given]  # a lone str is one path
+    # Inside a walked folder no link is followed, wherever it leads; each is reported.
+    kinds = {}
+    for path in found[:8]:
+        try:
+            kinds[path.name] = ("loaded", [i.text for i in load_path(path)])
+        except LoaderError as exc:
+            assert path.name in str(exc) and exc.source == str(path)
+            kinds[path.name] = (exc.kind, None)
+    assert kinds == {
+        "z.md": ("loaded", ["z"]),
+        "b.txt": ("loaded", ["b"]),
+        "dangling.txt": ("unsupported", None),
+        "escape.txt": ("unsupported", None),
+        "escape_dir": ("unsupported", None),
+        "inside_link.txt": ("unsupported", None),
+        "loop_dir": ("unsupported", None),
+        "pipe": ("unreadable", None),  # never opened: it would block
+    }
+    # Given directly, a path is the caller's choice: a link they name is followed.
     assert load_error(tree / "dangling.txt").kind == "missing"
-    assert load_error(tree / "pipe").kind == "unreadable"  # never opened: it would block
+    assert [i.text for i in load_path(tree / "inside_link.txt")] == ["b"]
+    assert load_error(tree / "pipe").kind == "unreadable"
 
 
 # -- load_text ------------------------------------------------------------------------------
