@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import EXIT_USAGE, dump_json
+from ._common import dump_json, usage_error
 
 __all__ = ["register"]
 
@@ -36,7 +36,12 @@ def register(subparsers: Any) -> None:
     lamp.add_argument("--out", type=Path, help="also write the results JSON here")
     lamp.add_argument("--predictions", action="store_true", help="include every prediction in the JSON")
     lamp.set_defaults(handler=_lamp)
-    p.set_defaults(handler=lambda args: (p.print_help(sys.stderr), EXIT_USAGE)[1])
+    p.set_defaults(handler=lambda args: _no_benchmark(p))
+
+
+def _no_benchmark(group: argparse.ArgumentParser) -> int:
+    group.print_usage(sys.stderr)
+    raise usage_error(f"{group.prog}: choose a benchmark")
 
 
 def _llm(args: argparse.Namespace) -> Any:

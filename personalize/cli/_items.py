@@ -23,9 +23,8 @@ def _json_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _filters(p: argparse.ArgumentParser, *, kind: bool = True) -> None:
-    if kind:
-        p.add_argument("--kind", choices=("document", "message"), help="only documents or only chat messages")
+def _filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kind", choices=("document", "message"), help="only documents or only chat messages")
     p.add_argument("--session", help="only this chat session")
     p.add_argument("--source", help="only this source (a file path, or a label)")
     p.add_argument("--since", help="only items from this time on (ISO-8601)")
@@ -75,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "to delete everything about a user use `personalize forget`.")
     p.add_argument("--user", required=True)
     p.add_argument("ids", nargs="*", metavar="ID")
-    _filters(p, kind=False)
+    _filters(p)
     _json_flag(p)
     p.set_defaults(handler=_docs_delete)
 
@@ -127,7 +126,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # ------------------------------------------------------------------ helpers
 def _filter_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    found = {"kind": getattr(args, "kind", None), "session": args.session, "source": args.source,
+    found = {"kind": args.kind, "session": args.session, "source": args.source,
              "since": args.since, "until": args.until, "where": parse_where(args.where)}
     return {k: v for k, v in found.items() if v is not None}
 
@@ -219,7 +218,7 @@ def _docs_delete(args: argparse.Namespace) -> int:
     filters = _filter_kwargs(args)
     if not args.ids and not filters:
         raise usage_error("name the items to delete: IDs or a filter (--session, --source, --since, "
-                          "--until, --where); `personalize forget` deletes a whole user")
+                          "--until, --where, --kind); `personalize forget` deletes a whole user")
     with open_personalizer(args, llm=None) as p:
         require_user(p, args.user)
         if args.ids:
@@ -309,11 +308,7 @@ def _sessions_list(args: argparse.Namespace) -> int:
 
 
 def _sessions_delete(args: argparse.Namespace) -> int:
-    from personalize.errors import NotFoundError
-
     with open_personalizer(args, llm=None) as p:
         require_user(p, args.user)
-        if args.session not in {s.session for s in p.sessions.list(args.user)}:
-            raise NotFoundError(f"user {args.user!r} has no session {args.session!r}")
         result = p.sessions.delete(args.user, args.session)
     return _print_deleted(args, result)
