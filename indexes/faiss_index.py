@@ -211,16 +211,25 @@ class FaissIndex:
 
     def _write(self, shard: _Shard) -> None:
         path = self._path(shard.user_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
         header = json.dumps({"user_id": shard.user_id, "version": shard.version}).encode()
         blob = self._faiss.serialize_index(shard.index)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
-        with open(tmp, "wb") as fh:
-            fh.write(_MAGIC + struct.pack("<I", len(header)) + header)
-            fh.write(memoryview(blob))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)  # atomic: readers see the old shard or the new one
+        for attempt in range(3):
+            # A forget in another process may remove the user's folder between our
+            # mkdir and our rename; write again into a fresh folder. (The caller
+            # then sees the user gone from the store and removes the folder.)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(_MAGIC + struct.pack("<I", len(header)) + header)
+                    fh.write(memoryview(blob))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)  # atomic: readers see the old shard or the new one
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
         shard.dirty = False
 
     def _evict(self) -> None:
@@ -423,9 +432,7 @@ class FaissIndex:
             if shard is not None:
                 with shard.lock:
                     shard.detached = True
-            folder = self.directory / user_dir_name(user_id)
-            if folder.exists():
-                shutil.rmtree(folder)
+            _remove_folder(self.directory / user_dir_name(user_id))
 
     def count(self, user_id: str) -> int:
         with self._locked(user_id, create=False) as shard:
@@ -453,7 +460,7 @@ class FaissIndex:
                 gone.add(user_dir_name(user_id))
             for folder in sorted(self.directory.glob("u" + "[0-9a-f]" * 32)):  # user_dir_name's shape
                 if folder.is_dir() and folder.name not in wanted:
-                    shutil.rmtree(folder)
+                    _remove_folder(folder)
                     gone.add(folder.name)
         return len(gone)
 
@@ -513,3 +520,26 @@ def _index_ids(faiss: Any, index: Any) -> np.ndarray:
         if size:
             parts.append(faiss.rev_swig_ptr(invlists.get_ids(list_no), size).copy())
     return np.concatenate(parts).astype(np.int64) if parts else EMPTY_IDS
+
+
+def _remove_folder(folder: Path) -> None:
+    """Remove a user's folder even while another process writes a file into it.
+
+    The folder is first renamed away (atomic), so a concurrent writer recreates
+    a fresh folder instead of failing inside a half-deleted one; whatever a
+    writer adds during the removal is caught by the next attempt.
+    """
+    for _ in range(5):
+        if not folder.exists():
+            return
+        grave = folder.with_name(f".gone-{folder.name}-{os.getpid()}-{threading.get_ident()}")
+        try:
+            folder.rename(grave)
+        except FileNotFoundError:
+            return
+        except OSError:
+            grave = folder
+        shutil.rmtree(grave, ignore_errors=True)
+    if folder.exists():
+        shutil.rmtree(folder)
+

@@ -71,22 +71,28 @@ class ContextMixin:
     ) -> tuple[dict[str, Any], Any]:
         from .agent.graph import RunContext
 
+        from ._validate import as_query
+
         validate_user_id(user_id)
-        if not isinstance(query, str):
-            raise ConfigError("query must be a str")
+        query = as_query(query, max_chars=self.config.max_query_chars)  # type: ignore[attr-defined]
         if isinstance(budget_tokens, bool) or not isinstance(budget_tokens, int) or budget_tokens < 0:
             raise ConfigError("budget_tokens must be an int >= 0")
         if task is not None and not isinstance(task, str):
             task = getattr(task, "name", task)
+        checked = self._filters(  # type: ignore[attr-defined]  # the one validation path (Personalizer._filters)
+            filters["sources"], filters["sessions"], filters["kinds"], filters["since"], filters["until"],
+            filters["where"],
+        )
         run = RunContext(
             user_id=user_id,
             budget_tokens=budget_tokens,
-            sources=list(filters["sources"]) if filters["sources"] is not None else None,
-            sessions=list(filters["sessions"]) if filters["sessions"] is not None else None,
-            kinds=list(filters["kinds"]) if filters["kinds"] is not None else None,
-            since=filters["since"],
-            until=filters["until"],
-            force=force,
+            sources=checked.sources,
+            sessions=checked.sessions,
+            kinds=checked.kinds,
+            since=checked.since,
+            until=checked.until,
+            where=checked.where,
+            force=bool(force),
         )
         return {"query": query, "task": task}, run
 
@@ -100,8 +106,9 @@ class ContextMixin:
         sources: Sequence[str] | None = None,
         sessions: Sequence[str] | None = None,
         kinds: Sequence[str] | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        where: dict[str, Any] | None = None,
         force: bool = False,
         use_llm: bool = False,
     ) -> PersonalContext:
@@ -115,7 +122,7 @@ class ContextMixin:
             query: the request to personalize.
             task: the task it is for (a registered task name); ``None`` detects it.
             budget_tokens: the most tokens ``to_prompt()`` may take, headers included.
-            sources, sessions, kinds, since, until: restrict retrieval like :meth:`search`.
+            sources, sessions, kinds, since, until, where: restrict retrieval like :meth:`search`.
             force: personalize even when the query looks generic.
             use_llm: plan with ``self.llm`` and let it rewrite a weak query once.
 
@@ -129,7 +136,8 @@ class ContextMixin:
         """
         state, run = self._context_args(
             user_id, query, task, budget_tokens,
-            {"sources": sources, "sessions": sessions, "kinds": kinds, "since": since, "until": until}, force,
+            {"sources": sources, "sessions": sessions, "kinds": kinds, "since": since, "until": until,
+             "where": where}, force,
         )
         from .agent.context import PersonalContext
 
@@ -148,15 +156,17 @@ class ContextMixin:
         sources: Sequence[str] | None = None,
         sessions: Sequence[str] | None = None,
         kinds: Sequence[str] | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        where: dict[str, Any] | None = None,
         force: bool = False,
         use_llm: bool = False,
     ) -> PersonalContext:
         """Async :meth:`context` (the graph's blocking steps run in worker threads)."""
         state, run = self._context_args(
             user_id, query, task, budget_tokens,
-            {"sources": sources, "sessions": sessions, "kinds": kinds, "since": since, "until": until}, force,
+            {"sources": sources, "sessions": sessions, "kinds": kinds, "since": since, "until": until,
+             "where": where}, force,
         )
         from .agent.context import PersonalContext
 

@@ -5,11 +5,13 @@ refines, so callers can catch either::
 
     PersonalizeError
     ├── ConfigError            (ValueError)   bad argument or configuration
-    │   └── InvalidUserIdError (ValueError)   user id that could escape the data dir
+    │   ├── InvalidUserIdError (ValueError)   user id that could escape the data dir
+    │   └── ConflictError      (ValueError)   a caller id exists and on_conflict="error"
     ├── MissingDependencyError (ImportError)  optional backend not installed
     ├── NotFoundError          (KeyError)     unknown user, task, document
     ├── IngestError            (ValueError)   one input could not be ingested
-    ├── StoreError             (RuntimeError) the data directory is unusable
+    ├── StoreError             (RuntimeError) the data directory or database is unusable
+    │   └── StoreUnavailableError (ConnectionError) the database cannot be reached (retried)
     ├── IndexBackendError      (RuntimeError) a vector index backend failed
     └── LLMError               (RuntimeError) the LLM failed after retries
         └── LLMOutputError     (ValueError)   malformed model output, carries ``raw``
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "ConflictError",
     "IndexBackendError",
     "IngestError",
     "InvalidUserIdError",
@@ -28,6 +31,7 @@ __all__ = [
     "NotFoundError",
     "PersonalizeError",
     "StoreError",
+    "StoreUnavailableError",
 ]
 
 
@@ -41,6 +45,10 @@ class ConfigError(PersonalizeError, ValueError):
 
 class InvalidUserIdError(ConfigError):
     """A user id is empty, too long, or could escape the data directory."""
+
+
+class ConflictError(ConfigError):
+    """An input's caller id already exists and ``on_conflict="error"`` was asked for."""
 
 
 class MissingDependencyError(PersonalizeError, ImportError):
@@ -68,6 +76,14 @@ class IngestError(PersonalizeError, ValueError):
 
 class StoreError(PersonalizeError, RuntimeError):
     """The data directory or its SQLite database is unusable."""
+
+
+class StoreUnavailableError(StoreError, ConnectionError):
+    """The database could not be reached, or the connection broke, after bounded retries.
+
+    A write that raised it was not applied (its transaction was rolled back or
+    never committed); retrying the call is safe.
+    """
 
 
 class IndexBackendError(PersonalizeError, RuntimeError):

@@ -1,15 +1,20 @@
 """``export``: everything the library holds about one user, as plain JSON data.
 
-Format (version 1)::
+Format (version 2)::
 
-    {"format": "personalize.export", "version": 1, "user_id": ...,
+    {"format": "personalize.export", "version": 2, "user_id": ...,
      "exported_at": ISO-8601, "stats": {...},
      "documents": [{id, kind, source, external_id, role, speaker, session,
-                    timestamp, metadata, created_at, chunks: [{id, position, text}]}],
+                    timestamp, metadata, created_at, updated_at,
+                    chunks: [{id, position, text}]}],
      "summaries": [{task, text, sources, generator, data_version, created_at}],
      "facts": [{id, text, category, subject, polarity, quote, confidence, sources,
                 generator, valid_from, valid_to, superseded_by, created_at}],
-     "memories": [{version, text, generator, data_version, created_at}]}
+     "memories": [{version, text, generator, data_version, created_at}],
+     "history": [{at, operation, call, target, detail}]}
+
+Version 2 added ``updated_at`` and ``history`` (every change: what, when,
+which call; ids and counts, never text).
 
 Embeddings are not exported: they are derived from the texts.
 """
@@ -40,7 +45,7 @@ def export_user(store: Store, user_id: str) -> dict[str, Any]:
         for t, x, s, g, v, c in store.query(
             "SELECT task, text, sources, generator, data_version, created_at FROM summaries "
             "WHERE user_id = ? ORDER BY task",
-            (user_id,),
+            (user_id,), user_id=user_id,
         )
     ]
     facts = [
@@ -52,7 +57,7 @@ def export_user(store: Store, user_id: str) -> dict[str, Any]:
         for i, x, cat, subj, pol, quote, conf, src, g, vf, vt, sup, c in store.query(
             "SELECT id, text, category, subject, polarity, quote, confidence, sources, generator, valid_from, "
             "valid_to, superseded_by, created_at FROM facts WHERE user_id = ? ORDER BY id",
-            (user_id,),
+            (user_id,), user_id=user_id,
         )
     ]
     memories = [
@@ -60,12 +65,12 @@ def export_user(store: Store, user_id: str) -> dict[str, Any]:
         for v, x, g, dv, c in store.query(
             "SELECT version, text, generator, data_version, created_at FROM memories "
             "WHERE user_id = ? ORDER BY version",
-            (user_id,),
+            (user_id,), user_id=user_id,
         )
     ]
     return {
         "format": "personalize.export",
-        "version": 1,
+        "version": 2,
         "user_id": user_id,
         "exported_at": datetime.now(timezone.utc).isoformat(),
         "stats": stats,
@@ -73,4 +78,9 @@ def export_user(store: Store, user_id: str) -> dict[str, Any]:
         "summaries": summaries,
         "facts": facts,
         "memories": memories,
+        "history": [
+            {"at": c.at.isoformat(), "operation": c.operation, "call": c.call, "target": c.target,
+             "detail": c.detail}
+            for c in store.history(user_id)
+        ],
     }

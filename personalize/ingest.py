@@ -30,7 +30,7 @@ import numpy as np
 
 from .chunking import Chunker, index_text
 from .embeddings import Embedder
-from .store import NewDocument, Store, content_hash
+from .storage import NewDocument, SQLStore, content_hash
 from .types import FileError, IngestResult, LoadedItem
 
 __all__ = ["Ingestor", "WrittenBatch"]
@@ -50,6 +50,8 @@ class WrittenBatch:
     chunk_ids: np.ndarray
     vectors: np.ndarray
     version: int
+    previous_version: int = 0
+    removed_chunk_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 @dataclass
@@ -66,10 +68,13 @@ class Ingestor:
             embedded (0 = no thread: load, chunk and embed in turn).
     """
 
-    store: Store
+    store: SQLStore
     embedder: Embedder
     chunker: Chunker
     on_written: Callable[[WrittenBatch], None]
+    #: Held from each batch's commit until ``on_written`` returned (a search
+    #: that keeps meeting half-applied writes waits on it once).
+    write_gate: Any = field(default_factory=threading.RLock, repr=False)
     batch_chunks: int = 512
     prefetch: int = 2
     #: With ``progress=None`` a bar appears on a terminal only once an ingest
@@ -87,6 +92,8 @@ class Ingestor:
         *,
         progress: bool | None = None,
         total: int | None = None,
+        on_conflict: str = "replace",
+        call: str | None = None,
     ) -> IngestResult:
         """Ingest ``items`` for ``user_id``; ``errors`` are loader failures to report.
 
@@ -99,6 +106,10 @@ class Ingestor:
             progress: ``True`` shows a tqdm bar, ``False`` never does; ``None``
                 shows one on a terminal once the ingest takes a while.
             total: number of items, when known (for the bar).
+            on_conflict: ``"replace"``, ``"skip"`` or ``"error"`` for an item whose
+                caller id the user already has (see ``Personalizer.add_documents``).
+            call: the public call's id, recorded with what it wrote; versions
+                written by the same call are never replaced by each other.
 
         Returns:
             What was added and what was skipped.
@@ -119,7 +130,7 @@ class Ingestor:
         errors = list(errors)
         added_docs: list[int] = []
         chunks_added = 0
-        duplicates = 0
+        duplicates = replaced = skipped = 0
         seen: set[str] = set()
         inline = self.prefetch <= 0 or (isinstance(items, Sequence) and len(items) < self._inline_below)
         batches = self._batches(items, seen)
@@ -144,13 +155,19 @@ class Ingestor:
                     embedded.append(NewDocument(d.item, d.digest, d.chunks, vectors[offset : offset + n]))
                     offset += n
                 # The acknowledgement: rows and embeddings of the whole batch in one transaction.
-                result = self.store.add_documents(user_id, embedded)
+                with self.write_gate:
+                    result = self.store.add_documents(user_id, embedded, on_conflict=on_conflict, call=call)
+                    if len(result.chunk_ids) or len(result.removed_chunk_ids):
+                        self.on_written(WrittenBatch(
+                            user_id, result.chunk_ids, result.vectors, result.version, result.previous_version,
+                            result.removed_chunk_ids,
+                        ))
                 duplicates += result.duplicates
+                replaced += result.replaced
+                skipped += result.skipped
                 added_docs.extend(result.document_ids)
                 chunks_added += len(result.chunk_ids)
                 bar.set_postfix(chunks=chunks_added, refresh=False)
-                if len(result.chunk_ids):
-                    self.on_written(WrittenBatch(user_id, result.chunk_ids, result.vectors, result.version))
         finally:
             if isinstance(source, _Prefetcher):
                 # Stop and join the producer before returning, also on failure:
@@ -170,6 +187,8 @@ class Ingestor:
             duplicates_skipped=duplicates,
             errors=tuple(errors),
             document_ids=tuple(added_docs),
+            replaced=replaced,
+            skipped=skipped,
         )
 
     def _batches(self, items: Iterable[LoadedItem], seen: set[str]) -> Iterator[_Batch]:

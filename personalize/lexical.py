@@ -123,22 +123,32 @@ class LexicalIndex:
             retriever = bm25s.BM25()
             retriever.index(_tokenize(texts), show_progress=False)
         entry = _UserBM25(version, ids, retriever, retriever.vocab_dict if retriever else {})
+        try:
+            self._persist(user_id, version, ids, retriever)
+        except OSError as exc:
+            # The index is derived and already built in memory: a failed write
+            # (a forget in another process removing the folder meanwhile, a full
+            # disk) costs a rebuild later, never the search.
+            logger.debug("BM25 index of one user not persisted: %s", type(exc).__name__)
+        return entry
+
+    def _persist(self, user_id: str, version: int, ids: np.ndarray, retriever: Any) -> None:
         folder = self._folder(user_id)
         # A private temporary folder, then a rename: concurrent builders (threads
         # or processes) never see each other's half-written files.
         tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}-{threading.get_ident()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        np.save(tmp / "ids.npy", ids)
-        if retriever is not None:
-            retriever.save(str(tmp / "bm25"), show_progress=False)
-        (tmp / "meta.json").write_text(json.dumps({"version": version}))
-        shutil.rmtree(folder, ignore_errors=True)
         try:
+            np.save(tmp / "ids.npy", ids)
+            if retriever is not None:
+                retriever.save(str(tmp / "bm25"), show_progress=False)
+            (tmp / "meta.json").write_text(json.dumps({"version": version}))
+            shutil.rmtree(folder, ignore_errors=True)
             tmp.rename(folder)
-        except OSError:  # another builder won the race; its index is as good
+        except OSError:  # another builder won the race (its index is as good), or a forget
             shutil.rmtree(tmp, ignore_errors=True)
-        return entry
+            raise
 
     def get(self, user_id: str, version: int, source: Any) -> _UserBM25:
         """The user's index at ``version``, loading or rebuilding it from ``source``.
@@ -174,6 +184,26 @@ class LexicalIndex:
         with self._lock:
             self._loaded.pop(user_id, None)
             folder = self._folder(user_id)
-            shutil.rmtree(folder, ignore_errors=True)
-            for leftover in self.directory.glob(f"{folder.name}.tmp*"):
-                shutil.rmtree(leftover, ignore_errors=True)
+            # Twice: a builder in another process may be renaming its folder in.
+            for _ in range(2):
+                shutil.rmtree(folder, ignore_errors=True)
+                for leftover in self.directory.glob(f"{folder.name}.tmp*"):
+                    shutil.rmtree(leftover, ignore_errors=True)
+
+    def forget_cached(self, user_id: str) -> None:
+        """Drop the user's index from memory (its files stay; they carry their version)."""
+        with self._lock:
+            self._loaded.pop(user_id, None)
+
+    def delete_users_except(self, keep: set[str]) -> int:
+        """Remove the files of every user not in ``keep`` (a crash or a race mid-forget); how many."""
+        wanted = {user_dir_name(u) for u in keep}
+        gone = 0
+        with self._lock:
+            for user_id in [u for u in self._loaded if user_dir_name(u) not in wanted]:
+                self._loaded.pop(user_id, None)
+            for folder in sorted(self.directory.glob("u" + "[0-9a-f]" * 32 + "*")):
+                if folder.name[:33] not in wanted:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    gone += 1
+        return gone

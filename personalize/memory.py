@@ -14,8 +14,9 @@ in its first line that it is extractive.
 
 from __future__ import annotations
 
+from typing import Any
+
 import logging
-import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -90,7 +91,7 @@ class AgenticMemory:
         rows = self.store.query(
             "SELECT user_id, version, text, generator, data_version, created_at FROM memories "
             "WHERE user_id = ? ORDER BY version DESC LIMIT 1",
-            (user_id,),
+            (user_id,), user_id=user_id,
         )
         return self._memory(rows[0]) if rows else None
 
@@ -99,7 +100,7 @@ class AgenticMemory:
         rows = self.store.query(
             "SELECT user_id, version, text, generator, data_version, created_at FROM memories "
             "WHERE user_id = ? ORDER BY version",
-            (user_id,),
+            (user_id,), user_id=user_id,
         )
         return [self._memory(r) for r in rows]
 
@@ -197,7 +198,7 @@ class AgenticMemory:
             out.append(f"- {topics[0]}")
         return self.bound("\n".join(out))
 
-    def save(self, cur: sqlite3.Cursor, user_id: str, text: str, generator: str, data_version: int) -> int:
+    def save(self, cur: Any, user_id: str, text: str, generator: str, data_version: int) -> int:
         """Store a new version inside ``cur``'s transaction; returns its version number."""
         row = cur.execute("SELECT MAX(version) FROM memories WHERE user_id = ?", (user_id,)).fetchone()
         version = int(row[0] or 0) + 1

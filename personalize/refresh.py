@@ -224,7 +224,7 @@ class Refresher:
         """The ``refresh_state`` row of one step (cursor, status, error, attempts, seen, mark)."""
         rows = self.store.query(
             "SELECT cursor, status, error, attempts, seen, mark FROM refresh_state WHERE user_id = ? AND step = ?",
-            (user_id, step),
+            (user_id, step), user_id=user_id,
         )
         if not rows:
             return None
@@ -244,7 +244,7 @@ class Refresher:
         if not state or state["cursor"] == 0:
             return False
         cursor = state["cursor"]
-        if state["mark"] and state["mark"] != _mark(self.store.query, user_id, cursor):
+        if state["mark"] and state["mark"] != _mark(lambda sql, params: self.store.query(sql, params, user_id=user_id), user_id, cursor):
             return True
         return int(np.searchsorted(ids, cursor, side="right")) < state["seen"]
 
@@ -252,7 +252,7 @@ class Refresher:
         """Steps whose last attempt failed (they are retried by the next refresh)."""
         return [RefreshFailure(step, error or "", int(attempts)) for step, error, attempts in self.store.query(
             "SELECT step, error, attempts FROM refresh_state WHERE user_id = ? AND status = 'failed' ORDER BY step",
-            (user_id,))]
+            (user_id,), user_id=user_id)]
 
     @staticmethod
     def _ok(cur: Any, user_id: str, step: str, cursor: int, ids: np.ndarray) -> None:
@@ -268,7 +268,7 @@ class Refresher:
 
     def _fail(self, run: _Run, step: str, exc: BaseException) -> None:
         error = _describe(exc)
-        with self.store.transaction() as cur:
+        with self.store.transaction(run.user_id) as cur:
             cur.execute(
                 "INSERT INTO refresh_state (user_id, step, cursor, status, error, attempts, seen, updated_at) "
                 "VALUES (?, ?, 0, 'failed', ?, 1, 0, ?) ON CONFLICT (user_id, step) DO UPDATE SET "
@@ -302,7 +302,7 @@ class Refresher:
             logger.info("data was deleted since the last refresh; re-reading one user's data")
             cursor = 0
             chunk_ids, texts = self.store.chunk_texts(user)
-            with self.store.transaction() as cur:
+            with self.store.transaction(user) as cur:
                 run.pruned += self.facts.prune_deleted(cur, user, dict(zip(chunk_ids.tolist(), texts)))
                 self._ok(cur, user, "persona", cursor, ids)
         pending = ids[ids > cursor].tolist()
@@ -330,7 +330,7 @@ class Refresher:
                         "persona", f"extracted with rules after {state['attempts']} failed LLM attempts",
                         state["attempts"]))
                     use_rules_once = False
-                with self.store.transaction() as cur:
+                with self.store.transaction(user) as cur:
                     changes = self.facts.apply(cur, user, candidates, extractor.name, vectors, norms)
                     self._ok(cur, user, "persona", end, ids)
                 run.added += changes.added
@@ -378,11 +378,11 @@ class Refresher:
                 self._fail(run, step, exc)
                 if self.config.llm_fallback and run.llm is not None and task.name not in stored:
                     draft = extractive.summarize(task, items, vectors, task_vector, facts or ())
-                    with self.store.transaction() as cur:
+                    with self.store.transaction(user) as cur:
                         self.summaries.put(cur, user, task.name, draft, run.version)
                     logger.warning("stored the extractive summary for task %s until the LLM succeeds", task.name)
                 continue
-            with self.store.transaction() as cur:
+            with self.store.transaction(run.user_id) as cur:
                 self.summaries.put(cur, user, task.name, draft, run.version)
                 self._ok(cur, user, step, 0, ids=np.zeros(0, np.int64))
             run.rebuilt.append(task.name)
@@ -404,7 +404,7 @@ class Refresher:
             if run.llm is None:
                 text = memory.extractive(self.facts.facts(user, history=True), self.summaries.all(user))
                 end = int(ids[-1]) if len(ids) else 0
-                with self.store.transaction() as cur:
+                with self.store.transaction(user) as cur:
                     if latest is None or latest.text != text:
                         memory.save(cur, user, text, memory.generator, run.version)
                     self._ok(cur, user, "memory", end, ids)
@@ -414,7 +414,7 @@ class Refresher:
                 for window in memory.windows(chunks):
                     current = memory.rewrite(current, window)
                     end = window[-1].id
-                    with self.store.transaction() as cur:
+                    with self.store.transaction(user) as cur:
                         memory.save(cur, user, current, memory.generator, run.version)
                         self._ok(cur, user, "memory", end, ids)
         except Exception as exc:

@@ -14,11 +14,13 @@ data; docs/benchmarks.md has the sweep.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
@@ -80,10 +82,13 @@ class SearchFilters:
     kinds: Sequence[str] | None = None
     since: datetime | None = None
     until: datetime | None = None
+    where: dict[str, Any] | None = None
 
     @property
     def active(self) -> bool:
-        return any(v is not None for v in (self.sources, self.sessions, self.kinds, self.since, self.until))
+        return any(
+            v is not None for v in (self.sources, self.sessions, self.kinds, self.since, self.until, self.where)
+        )
 
 
 class HybridRetriever:
@@ -105,12 +110,16 @@ class HybridRetriever:
         lexical: LexicalIndex,
         queries: QueryCache,
         config: RetrievalConfig = RetrievalConfig(),
+        write_gate: Any = None,
     ) -> None:
         self.store = store
         self._dense_search = dense_search
         self.lexical = lexical
         self.queries = queries
         self.config = config
+        # Held by this process's writers from their commit until the indexes
+        # caught up; a search that kept meeting concurrent writes takes it once.
+        self._write_gate = write_gate if write_gate is not None else contextlib.nullcontext()
 
     def _lexical_source(self, user_id: str) -> tuple[np.ndarray, list[str]]:
         return self.store.chunk_index_texts(user_id)
@@ -127,10 +136,45 @@ class HybridRetriever:
         recency_half_life_days: float | None = None,
         now: datetime | None = None,
     ) -> list[Hit]:
-        """The ``k`` best chunks of ``user_id`` for ``query``, best first."""
+        """The ``k`` best chunks of ``user_id`` for ``query``, best first.
+
+        The indexes are read without a snapshot of the store, so a write that
+        commits mid-search (an item replaced or deleted) can leave candidates
+        whose rows are gone while their new versions are not yet indexed. Such
+        a search runs again against the new data version; after a few such
+        runs it waits for this process's writers, so a reader sees the old
+        version or the new one, never neither.
+        """
+        args = (user_id, query, k, filters, with_context, mmr_lambda, recency_half_life_days, now)
+        for _ in range(3):
+            gone: list[int] = []
+            hits = self._search_once(*args, gone)
+            if not gone:
+                return hits
+        with self._write_gate:
+            return self._search_once(*args, [])
+
+    def _search_once(
+        self,
+        user_id: str,
+        query: str,
+        k: int,
+        filters: SearchFilters,
+        with_context: int,
+        mmr_lambda: float | None,
+        recency_half_life_days: float | None,
+        now: datetime | None,
+        gone: list[int],
+    ) -> list[Hit]:
         if k <= 0:
             return []
         cfg = self.config
+        if k > 64:
+            # No more hits than the user has chunks: a large k must not size the
+            # candidate pools (one count, skipped for the usual small k).
+            k = min(k, self.store.chunk_count(user_id))
+            if k <= 0:
+                return []
         mmr_lambda = cfg.mmr_lambda if mmr_lambda is None else mmr_lambda
         half_life = cfg.recency_half_life_days if recency_half_life_days is None else recency_half_life_days
         allowed = self.store.filtered_chunk_ids(user_id, **filters.__dict__) if filters.active else None
@@ -181,6 +225,7 @@ class HybridRetriever:
         fused: dict[int, float] = {}
         for cid in candidate_ids:
             if cid not in dense:  # no stored row: deleted since the index was read
+                gone.append(cid)
                 continue
             lexical = bm25.get(cid, 0.0) / best_bm25 if best_bm25 > 0 else 0.0
             fused[cid] = (1.0 - w) * dense[cid] + w * lexical
@@ -203,7 +248,10 @@ class HybridRetriever:
             chunks = self.store.chunks(user_id, batch)
             for cid in batch:
                 chunk = chunks.get(cid)
-                if chunk is None or len(hits) >= k:
+                if chunk is None:
+                    gone.append(cid)
+                    continue
+                if len(hits) >= k:
                     continue
                 context = self.store.session_neighbors(chunk, with_context) if with_context else ()
                 hits.append(Hit(chunk=chunk, score=fused[cid], dense_score=dense.get(cid),

@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-__all__ = ["Chunk", "Fact", "FileError", "Hit", "IngestResult", "LoadedItem", "Memory", "Summary"]
+__all__ = [
+    "Change", "Chunk", "DeleteResult", "Fact", "FileError", "Hit", "IngestResult", "Item", "LoadedItem", "Memory",
+    "Page", "SessionInfo", "Summary",
+]
 
 ItemKind = Literal["document", "message"]
 
@@ -94,6 +97,14 @@ class Hit:
     def metadata(self) -> dict[str, Any]:
         return self.chunk.metadata
 
+    @property
+    def kind(self) -> ItemKind:
+        return self.chunk.kind
+
+    @property
+    def timestamp(self) -> datetime | None:
+        return self.chunk.timestamp
+
 
 @dataclass(frozen=True)
 class FileError:
@@ -114,6 +125,8 @@ class IngestResult:
     duplicates_skipped: int = 0
     errors: tuple[FileError, ...] = ()
     document_ids: tuple[int, ...] = ()
+    replaced: int = 0
+    skipped: int = 0
 
     @property
     def ok(self) -> bool:
@@ -190,3 +203,80 @@ class Memory:
     generator: str
     data_version: int
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class Item:
+    """One stored document or chat turn, as the item-level API returns it.
+
+    Attributes:
+        id: the store's internal id (stable until the item is replaced or deleted).
+        external_id: the caller's id (the item's key within the user), if given.
+        kind: ``"document"`` or ``"message"``.
+        source: where it came from (a file path, ``"<text>"``, ``"<messages>"``).
+        session: chat session, for messages.
+        role: chat role, for messages.
+        speaker: display name of the speaker, when known.
+        timestamp: when it was written, when known.
+        metadata: the caller's and the loader's metadata.
+        created_at: when this item was first stored under its caller id.
+        updated_at: when this version was stored.
+        text: the item's full text.
+        chunks: how many chunks it was split into.
+    """
+
+    id: int
+    external_id: str | None
+    kind: ItemKind
+    source: str
+    session: str | None
+    role: str | None
+    speaker: str | None
+    timestamp: datetime | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    text: str
+    chunks: int
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing; pass ``next_cursor`` back to get the next (``None``: no more)."""
+
+    items: list[Any]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    """What a delete removed: items, their chunks, and persona facts drawn only from them."""
+
+    documents: int = 0
+    chunks: int = 0
+    facts: int = 0
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """A chat session of one user: how many turns and when."""
+
+    session: str
+    messages: int
+    first_timestamp: datetime | None
+    last_timestamp: datetime | None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of a user's history: what changed, when, and through which call.
+
+    Entries hold ids and counts, never the user's text, so a delete leaves no
+    copy of what it deleted behind.
+    """
+
+    at: datetime
+    operation: str
+    call: str
+    target: str
+    detail: dict[str, Any]

@@ -22,7 +22,6 @@ import threading
 from collections import OrderedDict
 
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,13 +31,19 @@ from typing import Any
 import numpy as np
 
 from ..embeddings import Embedder
-from ..store import Store, from_epoch, to_epoch
+from ..storage import from_epoch, load_json, to_epoch
+from ..storage._writes import unlink_fact
+from ..storage.base import SQLStore as Store
 from ..types import Fact
 from .base import FactCandidate
 from ._live import Live, LiveFacts
 from .lexicon import normalize_text
 
-__all__ = ["FactChanges", "FactRepository", "embedding_text", "is_slot"]
+__all__ = ["MANUAL", "FactChanges", "FactRepository", "embedding_text", "is_slot"]
+
+#: The generator of facts a user made or edited by hand: never pruned or
+#: superseded by refresh, and they win over extracted facts they contradict.
+MANUAL = "manual"
 
 _COLUMNS = (
     "id, user_id, text, category, subject, confidence, sources, generator, valid_from, valid_to, "
@@ -120,20 +125,22 @@ class FactRepository:
         rows = self.store.query(
             f"SELECT {_COLUMNS} FROM facts WHERE user_id = ?{where} "
             "ORDER BY COALESCE(valid_from, created_at), id",
-            (user_id,),
+            (user_id,), user_id=user_id,
         )
         return [_row_to_fact(r) for r in rows]
 
     def count(self, user_id: str) -> tuple[int, int]:
         """``(current, total)`` fact counts."""
         row = self.store.query(
-            "SELECT SUM(superseded_by IS NULL), COUNT(*) FROM facts WHERE user_id = ?", (user_id,)
+            "SELECT SUM(CASE WHEN superseded_by IS NULL THEN 1 ELSE 0 END), COUNT(*) FROM facts WHERE user_id = ?",
+            (user_id,), user_id=user_id,
         )[0]
         return int(row[0] or 0), int(row[1] or 0)
 
     def _stamp(self, user_id: str) -> tuple[Any, ...]:
         # Stamped by triggers on every write to the user's facts (_schema.py).
-        return tuple(self.store.query("SELECT version FROM fact_versions WHERE user_id = ?", (user_id,)))
+        return tuple(self.store.query("SELECT version FROM fact_versions WHERE user_id = ?", (user_id,),
+                                     user_id=user_id))
 
     def current_matrix(self, user_id: str) -> tuple[list[Fact], np.ndarray]:
         """The user's current facts that have embeddings, and their ``(n, dim)`` matrix (cached)."""
@@ -146,7 +153,7 @@ class FactRepository:
         rows = self.store.query(
             f"SELECT {_COLUMNS} FROM facts WHERE user_id = ? AND superseded_by IS NULL "
             "AND embedding IS NOT NULL",
-            (user_id,),
+            (user_id,), user_id=user_id,
         )
         facts = [_row_to_fact(r) for r in rows]
         matrix = (
@@ -192,7 +199,7 @@ class FactRepository:
 
     def apply(
         self,
-        cur: sqlite3.Cursor,
+        cur: Any,
         user_id: str,
         candidates: Sequence[FactCandidate],
         generator: str,
@@ -247,6 +254,9 @@ class FactRepository:
             same = {f.id for f in conflicts}
             conflicts += [f for f in map(live.get, sorted(wanted - same)) if f is not None]
             newer = [f for f in conflicts if start is not None and f.valid_from is not None and f.valid_from > start]
+            # A fact the user made or edited by hand wins over extracted ones it
+            # contradicts, whatever their dates: the extracted one goes to history.
+            newer += [f for f in conflicts if f.manual and f not in newer]
             if newer:
                 # Said before what is already current: history only (once: re-reading
                 # the same data merges into the history row it made the first time).
@@ -257,7 +267,7 @@ class FactRepository:
                                 (json.dumps(sorted(set(past_sources) | set(cand.sources))), past_id))
                     changes.merged += 1
                     continue
-                winner = max(newer, key=lambda f: (f.valid_from or 0.0, f.id))
+                winner = max(newer, key=lambda f: (f.manual, f.valid_from or 0.0, f.id))
                 new_id = self._insert(cur, user_id, cand, generator, vector, now, winner.id, winner.valid_from)
                 changes.added += 1
                 changes.ids.append(new_id)
@@ -276,7 +286,7 @@ class FactRepository:
                              sorted(set(cand.sources)), cand.confidence))
         return changes
 
-    def prune_deleted(self, cur: sqlite3.Cursor, user_id: str, live_chunks: Mapping[int, str]) -> int:
+    def prune_deleted(self, cur: Any, user_id: str, live_chunks: Mapping[int, str]) -> int:
         """Drop deleted chunks from fact sources; delete facts left with no source.
 
         A fact drawn only from data the user deleted must not outlive that data.
@@ -304,52 +314,89 @@ class FactRepository:
                 words[chunk_id] = set(normalize_text(live_chunks[chunk_id]).split())
             return set(normalize_text(quote).split()) <= words[chunk_id]
 
-        for fact_id, sources, quote in cur.execute(
-            "SELECT id, sources, quote FROM facts WHERE user_id = ? ORDER BY id DESC", (user_id,)
+        for fact_id, sources, quote, generator in cur.execute(
+            "SELECT id, sources, quote, generator FROM facts WHERE user_id = ? ORDER BY id DESC", (user_id,)
         ).fetchall():
             ids = json.loads(sources or "[]")
             kept = [i for i in ids if supports(i, quote)]
             if len(kept) == len(ids):
                 continue
-            if not kept:
-                # Read now, not before the loop: deleting a newer fact re-links this one.
-                successor = cur.execute("SELECT superseded_by FROM facts WHERE id = ?", (fact_id,)).fetchone()[0]
-                # The facts this one replaced now answer to its own successor; if it
-                # was current, they are current again: the data that overruled them is gone.
-                if successor is None:
-                    cur.execute(
-                        "UPDATE facts SET superseded_by = NULL, valid_to = NULL "
-                        "WHERE user_id = ? AND superseded_by = ?",
-                        (user_id, fact_id),
-                    )
-                else:
-                    cur.execute(
-                        "UPDATE facts SET superseded_by = ? WHERE user_id = ? AND superseded_by = ?",
-                        (successor, user_id, fact_id),
-                    )
-                cur.execute("DELETE FROM facts WHERE id = ?", (fact_id,))
+            if not kept and generator != MANUAL:
+                # Its successor is read inside, not before the loop: deleting a
+                # newer fact re-links this one.
+                unlink_fact(cur, user_id, int(fact_id))
                 deleted += 1
             else:
                 cur.execute("UPDATE facts SET sources = ? WHERE id = ?", (json.dumps(kept), fact_id))
         return deleted
 
+    # ---------------------------------------------------------------- manual
+    def add_manual(
+        self, user_id: str, text: str, *, category: str, subject: str, replaces: int | None = None,
+        valid_from: datetime | None = None,
+    ) -> Fact:
+        """Store a fact the user made by hand; it supersedes current facts of its subject.
+
+        ``replaces`` names the fact it edits: that one is superseded too, whatever its subject.
+        """
+        vector = self.embedder.embed([embedding_text(subject, text)])[0]
+        cand = FactCandidate(text=text, category=category, subject=subject, confidence=1.0,
+                             valid_from=valid_from, supersedes=(replaces,) if replaces is not None else ())
+        now = time.time()
+        with self.store.transaction(user_id) as cur:
+            self.store._lock_user(cur, user_id)
+            if replaces is not None and cur.execute(
+                "SELECT 1 FROM facts WHERE id = ? AND user_id = ? AND superseded_by IS NULL", (replaces, user_id)
+            ).fetchone() is None:
+                from ..errors import NotFoundError
+
+                raise NotFoundError("no such current fact for this user")
+            new_id = self._insert(cur, user_id, cand, MANUAL, vector, now, None, None)
+            olds = [r[0] for r in cur.execute(
+                "SELECT id FROM facts WHERE user_id = ? AND superseded_by IS NULL AND id <> ? "
+                "AND (subject = ? OR id = ?)", (user_id, new_id, subject, replaces if replaces is not None else -1),
+            ).fetchall()]
+            for old in olds:
+                cur.execute("UPDATE facts SET superseded_by = ?, valid_to = ? WHERE id = ?",
+                            (new_id, to_epoch(valid_from) or now, old))
+            self.store.record(cur, user_id, "edit_fact" if replaces is not None else "add_fact",
+                              _call(), "facts", {"fact": new_id, "superseded": olds})
+        self.forget_cache(user_id)
+        return next(f for f in self.facts(user_id) if f.id == new_id)
+
+    def delete_fact(self, user_id: str, fact_id: int) -> None:
+        """Delete one fact (current or historical); facts it had replaced answer to its successor."""
+        from ..errors import NotFoundError
+        from ..storage._writes import scrub_memory_lines
+
+        with self.store.transaction(user_id) as cur:
+            self.store._lock_user(cur, user_id)
+            row = cur.execute("SELECT text FROM facts WHERE id = ? AND user_id = ?", (fact_id, user_id)).fetchone()
+            if row is None:
+                raise NotFoundError("no such fact for this user")
+            unlink_fact(cur, user_id, int(fact_id))
+            scrub_memory_lines(cur, user_id, [row[0]])
+            self.store.record(cur, user_id, "delete_fact", _call(), "facts", {"fact": int(fact_id)})
+        self.forget_cache(user_id)
+        self.store._scrub_deleted()
+
     # ------------------------------------------------------------- internals
-    def _live(self, cur: sqlite3.Cursor, user_id: str, norms: dict[str, str]) -> LiveFacts:
+    def _live(self, cur: Any, user_id: str, norms: dict[str, str]) -> LiveFacts:
         out = LiveFacts()
         normalized = _memo(norms)
-        for fid, text, subject, polarity, embedding, valid_from, sources, confidence in cur.execute(
-            "SELECT id, text, subject, polarity, embedding, valid_from, sources, confidence FROM facts "
+        for fid, text, subject, polarity, embedding, valid_from, sources, confidence, generator in cur.execute(
+            "SELECT id, text, subject, polarity, embedding, valid_from, sources, confidence, generator FROM facts "
             "WHERE user_id = ? AND superseded_by IS NULL ORDER BY id",
             (user_id,),
         ).fetchall():
             vector = np.frombuffer(embedding, dtype=np.float32) if embedding else None
             out.append(Live(fid, subject, int(polarity), normalized(text), vector, valid_from,
-                             json.loads(sources or "[]"), float(confidence)))
+                             json.loads(sources or "[]"), float(confidence), generator == MANUAL))
         return out
 
     @staticmethod
     def _history_duplicate(
-        cur: sqlite3.Cursor, user_id: str, cand: FactCandidate, norm: str, norms: dict[str, str]
+        cur: Any, user_id: str, cand: FactCandidate, norm: str, norms: dict[str, str]
     ) -> tuple[int, list[int]] | None:
         normalized = _memo(norms)
         for fid, text, sources in cur.execute(
@@ -363,7 +410,7 @@ class FactRepository:
 
     @staticmethod
     def _insert(
-        cur: sqlite3.Cursor,
+        cur: Any,
         user_id: str,
         cand: FactCandidate,
         generator: str,
@@ -375,14 +422,14 @@ class FactRepository:
         cur.execute(
             "INSERT INTO facts (user_id, text, category, subject, polarity, confidence, sources, generator, "
             "valid_from, valid_to, superseded_by, embedding, created_at, quote) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 user_id, cand.text, cand.category, cand.subject, cand.polarity, cand.confidence,
                 json.dumps(sorted(set(cand.sources))), generator, to_epoch(cand.valid_from), valid_to,
                 superseded_by, None if vector is None else vector.tobytes(), now, cand.quote,
             ),
         )
-        return int(cur.lastrowid)
+        return int(cur.fetchone()[0])
 
 
 def _memo(norms: dict[str, str]) -> Callable[[str], str]:
@@ -395,3 +442,10 @@ def _memo(norms: dict[str, str]) -> Callable[[str], str]:
         return norm
 
     return normalized
+
+
+def _call() -> str:
+    from ..storage import new_call_id
+
+    return new_call_id()
+

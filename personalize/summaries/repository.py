@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import json
-import sqlite3
 import time
 from datetime import datetime, timezone
 
@@ -33,22 +34,23 @@ class SummaryRepository:
     def get(self, user_id: str, task: str) -> Summary | None:
         """The stored summary of ``user_id`` for ``task``, if any (fresh or stale)."""
         rows = self.store.query(
-            f"SELECT {_COLUMNS} FROM summaries WHERE user_id = ? AND task = ?", (user_id, task)
+            f"SELECT {_COLUMNS} FROM summaries WHERE user_id = ? AND task = ?", (user_id, task), user_id=user_id
         )
         return _row(rows[0]) if rows else None
 
     def all(self, user_id: str) -> list[Summary]:
         """Every stored summary of ``user_id``, by task name."""
-        rows = self.store.query(f"SELECT {_COLUMNS} FROM summaries WHERE user_id = ? ORDER BY task", (user_id,))
+        rows = self.store.query(f"SELECT {_COLUMNS} FROM summaries WHERE user_id = ? ORDER BY task", (user_id,),
+                                user_id=user_id)
         return [_row(r) for r in rows]
 
     def versions(self, user_id: str) -> dict[str, int]:
         """``{task: data_version}`` of the stored summaries."""
         return {t: int(v) for t, v in self.store.query(
-            "SELECT task, data_version FROM summaries WHERE user_id = ?", (user_id,))}
+            "SELECT task, data_version FROM summaries WHERE user_id = ?", (user_id,), user_id=user_id)}
 
     @staticmethod
-    def put(cur: sqlite3.Cursor, user_id: str, task: str, draft: SummaryDraft, data_version: int) -> None:
+    def put(cur: Any, user_id: str, task: str, draft: SummaryDraft, data_version: int) -> None:
         """Insert or replace the summary, inside ``cur``'s transaction."""
         cur.execute(
             "INSERT INTO summaries (user_id, task, text, sources, generator, data_version, created_at) "

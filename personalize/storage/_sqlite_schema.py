@@ -1,17 +1,21 @@
-"""The SQLite schema: the single source of truth for every user's data.
+"""The SQLite schema, as versioned migrations applied on open.
 
 Vector and BM25 indexes are derived from these tables. Every table that holds
 personal data has a ``user_id`` column and is listed in ``USER_TABLES`` so that
-``forget`` can never miss one.
+``forget`` can never miss one. ``MIGRATIONS[n - 1]`` takes a database from
+schema version ``n - 1`` to ``n``; a database newer than the library is refused.
+The PostgreSQL schema (``_postgres_schema.py``) mirrors these tables.
 """
 
 from __future__ import annotations
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "USER_TABLES"]
+from ._tables import USER_TABLES
 
-SCHEMA_VERSION = 1
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "USER_TABLES"]
 
-SCHEMA = """
+# Version 1: the first wave's schema (it was created with IF NOT EXISTS and
+# recorded as version 1, so existing data directories start from here).
+_V1 = """
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -131,6 +135,32 @@ CREATE TABLE IF NOT EXISTS refresh_state (
 );
 """
 
-# Every table holding personal data, children before parents. fact_versions
-# comes after facts: deleting the facts fires the triggers that stamp it.
-USER_TABLES = ("chunks", "documents", "summaries", "facts", "fact_versions", "memories", "refresh_state", "users")
+# Version 2: items managed one by one.
+# - documents.text keeps an item's full text (get() returns it exactly; chunks overlap);
+#   documents.updated_at and .call: when and by which ingest call it was written
+#   (a replace removes the earlier version written by another call).
+# - history: every change of a user's data (what, when, which call); no user text.
+# - clocks 'data': the global tick every data_version is drawn from, so a version
+#   never repeats, not even for a user forgotten and written again (a derived
+#   index of the old incarnation can never look current).
+_V2 = """
+ALTER TABLE documents ADD COLUMN text TEXT;
+ALTER TABLE documents ADD COLUMN updated_at REAL;
+ALTER TABLE documents ADD COLUMN call TEXT;
+CREATE INDEX IF NOT EXISTS documents_by_external ON documents (user_id, external_id);
+CREATE TABLE IF NOT EXISTS history (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id   TEXT NOT NULL,
+    at        REAL NOT NULL,
+    operation TEXT NOT NULL,
+    call      TEXT NOT NULL,
+    target    TEXT NOT NULL,
+    detail    TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS history_by_user ON history (user_id, id);
+INSERT INTO clocks (name, tick) SELECT 'data', COALESCE(MAX(data_version), 0) FROM users
+    WHERE NOT EXISTS (SELECT 1 FROM clocks WHERE name = 'data');
+"""
+
+MIGRATIONS = (_V1, _V2)
+SCHEMA_VERSION = len(MIGRATIONS)
