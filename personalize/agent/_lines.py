@@ -83,7 +83,7 @@ class Prep:
     def line(self) -> str:
         if self._line is None:
             c = self.cand
-            self._line = render_item(c.kind, c.text, c.sources, c.metadata, dated=self.day is None)
+            self._line = render_item(c.kind, c.text, c.sources, c.metadata, dated=self.day is None, ref=1)
         return self._line
 
     def cost(self, counter: TokenCounter) -> int:
@@ -102,7 +102,7 @@ class Prep:
         """Tokens of the line around the text (prefix, citation, break)."""
         if self._overhead < 0:
             c = self.cand
-            self._overhead = counter.count(render_item(c.kind, "", c.sources, c.metadata, dated=self.day is None)
+            self._overhead = counter.count(render_item(c.kind, "", c.sources, c.metadata, dated=self.day is None, ref=1)
                                            + "\n")
         return self._overhead
 
@@ -133,7 +133,7 @@ def fit(p: Prep, room: int, counter: TokenCounter, config: PackingConfig) -> str
         if target < config.min_truncated_tokens:
             return ""
         text = truncate_text(c.text, target, counter)
-        if text and counter.count(render_item(c.kind, text, c.sources, c.metadata, dated=p.day is None)
+        if text and counter.count(render_item(c.kind, text, c.sources, c.metadata, dated=p.day is None, ref=1)
                                   + "\n") <= room:
             return text
         target -= 2

@@ -92,7 +92,7 @@ class Selector:
             text = fit(p, room, counter, config)
             if not text:
                 return
-            line = render_item(c.kind, text, c.sources, c.metadata, dated=day is None)
+            line = render_item(c.kind, text, c.sources, c.metadata, dated=day is None, ref=1)
             cost = counter.count(line + "\n")
             truncated = True
         self.taken.add(id(p))

@@ -16,7 +16,7 @@ from ..errors import ConfigError, LLMError
 from ..tokens import TokenCounter
 from .context import Source
 from .packing import Candidate, pack
-from .planner import Planner
+from .planner import Planner, query_need
 from .state import GraphOptions, PersonalizationState, RunContext
 
 __all__ = ["Nodes"]
@@ -128,7 +128,7 @@ class Nodes:
             # The requested task is consumed here: LangGraph keeps an input key
             # across runs of a checkpointed thread, so a task named in one run
             # would otherwise silently apply to the next.
-            "task": None,
+            "task": None, "need": None,
             "retrieved": [], "summary": None, "memory": None, "facts": [], "personal_context": None,
             "prompt": "", "reflections": 0, "rewritten_query": None, "answer": None,
         }
@@ -139,9 +139,10 @@ class Nodes:
         retrieval_query = query
         if plan.task is not None and registry is not None and plan.task in registry:
             retrieval_query = registry.get(plan.task).retrieval_query(query) or query
-        logger.debug("plan: task=%s (%s), personalize=%s: %s", plan.task, plan.task_source,
+        need = query_need(query, plan.task_source)
+        logger.debug("plan: task=%s (%s), need=%s, personalize=%s: %s", plan.task, plan.task_source, need,
                      plan.needs_personalization, plan.reason)
-        return {**fresh, "active_task": plan.task, "task_source": plan.task_source,
+        return {**fresh, "active_task": plan.task, "task_source": plan.task_source, "need": need,
                 "needs_personalization": plan.needs_personalization, "retrieval_query": retrieval_query}
 
     def route_after_plan(self, state: PersonalizationState, runtime: Runtime[RunContext]) -> Sequence[str] | str:
@@ -155,14 +156,19 @@ class Nodes:
     def retrieve(self, state: PersonalizationState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         rc = self._rc(runtime)
         query = state.get("retrieval_query") or state["query"]
-        return {"retrieved": self._search(rc, query, state.get("active_task"))}
+        return {"retrieved": self._search(rc, query, state.get("active_task"), state.get("need"), state["query"])}
 
-    def _search(self, rc: RunContext, query: str, task_name: str | None) -> list[dict[str, Any]]:
-        bonus = self.options.self_statement_bonus
+    def _search(
+        self, rc: RunContext, query: str, task_name: str | None, need: str | None = None, asked: str = ""
+    ) -> list[dict[str, Any]]:
+        # A question about what happened gets the evidence, ranked by relevance
+        # alone: a turn stating a preference is no likelier to hold it.
+        bonus = self.options.self_statement_bonus if need != "recall" else 0.0
+        named = self._named_speakers(asked or query)
         k = _retrieval_k(rc.budget_tokens)
         hits = self.p.search(
-            rc.user_id, query, k + (16 if bonus else 0), sources=rc.sources, sessions=rc.sessions,
-            kinds=rc.kinds, since=_when(rc.since), until=_when(rc.until),
+            rc.user_id, query, k + (16 if bonus or named else 0), sources=rc.sources, sessions=rc.sessions,
+            kinds=rc.kinds, since=_when(rc.since), until=_when(rc.until), where=rc.where,
         )
         task = self._render_task(task_name)
         out = []
@@ -171,7 +177,7 @@ class Nodes:
             text = c.text
             meta: dict[str, Any] = {"source": c.source}
             if c.kind == "message":
-                meta.update(speaker=c.speaker or c.role, session=c.session,
+                meta.update(speaker=c.speaker, role=c.role, session=c.session,
                             timestamp=c.timestamp.isoformat() if c.timestamp else None)
             if task is not None:
                 rendered = task.render_item(c.text, c.metadata)
@@ -182,14 +188,23 @@ class Nodes:
                 # The user saying what they prefer, avoid or are: the point of personal context.
                 score += bonus
                 meta["self_statement"] = True
+            if named and c.kind == "message" and c.speaker and c.speaker.casefold() in named:
+                score += self.options.speaker_bonus
+                meta["speaker_named"] = True
             out.append({
                 "section": "retrieved", "kind": c.kind, "text": text, "score": score,
                 "sources": [Source(c.id, c.doc_id, c.external_id, c.source).to_dict()],
                 "metadata": meta,
             })
-        if bonus:
+        if bonus or named:
             out = sorted(out, key=lambda d: -d["score"])[:k]
         return out
+
+    def _named_speakers(self, query: str) -> frozenset[str]:
+        """The query's words, case-folded, when some speaker could be named in it (else empty)."""
+        if not self.options.speaker_bonus:
+            return frozenset()
+        return frozenset(w.casefold() for w in re.findall(r"[^\W\d_][\w'-]*", query) if w[:1].isupper())
 
     def _render_task(self, name: str | None) -> Any:
         registry = getattr(self.p, "tasks", None)
@@ -289,9 +304,12 @@ class Nodes:
         info = {"task_source": state.get("task_source"), "reflections": state.get("reflections", 0)}
         if state.get("rewritten_query"):
             info["rewritten_query"] = state["rewritten_query"]
+        need = state.get("need")
+        info["need"] = need
+        config = self.options.recall_packing if need == "recall" else self.options.packing
         ctx = pack(
             candidates, user_id=rc.user_id, query=state["query"], task=state.get("active_task"),
-            budget_tokens=rc.budget_tokens, counter=self.counter, config=self.options.packing,
+            budget_tokens=rc.budget_tokens, counter=self.counter, config=config,
             needs_personalization=bool(state.get("needs_personalization", True)), info=info,
         )
         return {"personal_context": ctx.to_dict(), "prompt": ctx.to_prompt()}
@@ -321,7 +339,7 @@ class Nodes:
         if not rewritten:
             return {"reflections": rounds}
         merged = {d["sources"][0]["chunk_id"]: d for d in state.get("retrieved", [])}
-        for d in self._search(rc, rewritten, state.get("active_task")):
+        for d in self._search(rc, rewritten, state.get("active_task"), state.get("need"), state["query"]):
             key = d["sources"][0]["chunk_id"]
             if key not in merged or merged[key]["score"] < d["score"]:
                 merged[key] = d

@@ -49,6 +49,7 @@ from ._lines import Chosen, Prep, norm_words, truncate_text
 from ._selection import Selector
 from ._usefulness import only_asks
 from .context import (
+    REF_PLACEHOLDER,
     SECTION_NAMES,
     ContextItem,
     ContextSection,
@@ -63,7 +64,7 @@ from .context import (
 # Sections whose scores are query similarities (comparable with each other).
 _SIMILARITY_SECTIONS = frozenset({"retrieved", "persona"})
 
-__all__ = ["Candidate", "PackingConfig", "only_asks", "pack", "truncate_text"]
+__all__ = ["RECALL_PACKING", "Candidate", "PackingConfig", "only_asks", "pack", "truncate_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +155,23 @@ class PackingConfig:
             raise ConfigError("relative_floor must be >= 0 (or None: no floor)")
         if self.min_truncated_tokens < 1:
             raise ConfigError("min_truncated_tokens must be >= 1")
+
+
+#: The packing rules for a question about what happened (``query_need`` is
+#: ``recall``): the retrieved evidence in relevance order (usefulness barely
+#: depends on length), turns that only ask last, the last item truncated while
+#: 6 tokens of it fit; facts at a fifth of their weight, the summary and memory
+#: lines only with room to spare (weight 0: they come after everything else).
+#: Tuned on LoCoMo conv-26 and conv-30 (docs/benchmarks.md).
+RECALL_PACKING = PackingConfig(
+    reserve={},
+    sharpness=40.0,
+    content_exponent=0.3,
+    length_exponent=0.3,
+    question_weight=0.0001,
+    min_truncated_tokens=6,
+    weights={"summary": 0.0, "persona": 0.2, "memory": 0.0, "retrieved": 1.0},
+)
 
 
 @dataclass(frozen=True)
@@ -248,7 +266,7 @@ def pack(
         if last.cand.truncatable and text_tokens - over - 1 >= config.min_truncated_tokens:
             last.text = truncate_text(last.text, text_tokens - over - 1, counter)
             c = last.cand
-            last.line = render_item(c.kind, last.text, c.sources, c.metadata, dated=last.prep.day is None)
+            last.line = render_item(c.kind, last.text, c.sources, c.metadata, dated=last.prep.day is None, ref=1)
             last.tokens = counter.count(last.line + "\n")
             last.truncated = True
         else:
@@ -297,7 +315,7 @@ def _layout(chosen: list[Chosen]) -> tuple[tuple[ContextSection, ...], dict[int,
         if c.truncated:
             meta["truncated"] = True
         item = ContextItem(c.cand.kind, c.text, float(c.cand.score), c.tokens, c.cand.sources, meta)
-        lines[id(item)] = (c.prep.day, c.line)
+        lines[id(item)] = (c.prep.day, c.line[len(REF_PLACEHOLDER):])  # prompt_lines numbers it
         if c.prep.key is None:
             c.prep.key = sort_key(item)
         by_section[c.cand.section].append((c.prep.key, item))

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from ..errors import LLMError
 
-__all__ = ["DEFAULT_TASK_THRESHOLD", "Plan", "Planner", "TaskLike"]
+__all__ = ["DEFAULT_TASK_THRESHOLD", "Need", "Plan", "Planner", "TaskLike", "query_need"]
 
 #: The least cosine between a query and a task's description or one of its
 #: examples for the task to be detected (``Planner`` and ``GraphOptions`` default).
@@ -35,6 +35,52 @@ DEFAULT_TASK_THRESHOLD = 0.52
 logger = logging.getLogger(__name__)
 
 TaskSource = Literal["given", "embedding", "llm", "default"]
+#: What a query needs most: ``recall`` (what happened, was said or done: the
+#: evidence), ``profile`` (who the user is: summary and facts that bear on the
+#: request), ``mixed`` (neither clearly).
+Need = Literal["recall", "profile", "mixed"]
+
+# A request whose answer depends on who the user is (recommendations, advice,
+# writing for them); tuned on PrefEval topics education..lifestyle_fit and the
+# LaMP task phrasings, see docs/agent.md.
+_PROFILE = re.compile(
+    r"\b(recommend\w*|suggest\w*|ideas?|advice|advise|tips?|options?|should i|what are some|any good|"
+    r"good \w+ for me|for me|help me|plan(?:ning)? (?:a|my|our)|write|draft|compose|create|rewrite|"
+    r"paraphrase|subject line|headline|title for|tag|rate|score|might (?:i )?(?:enjoy|like)|would i (?:enjoy|like)|"
+    r"i (?:might|would) (?:enjoy|like)|must-try|best \w+|which \w+ (?:should|would) i|how (?:can|do|should) i|"
+    r"i should|ways|can you|could you|would you|things to do|activit\w+|where can i|what would be a)\b",
+    re.IGNORECASE,
+)
+_SPEAKING = re.compile(r"\b(i|i'm|i've|i'd|me|my|mine|you|your|we|our|us)\b", re.IGNORECASE)
+# A question about someone named: "did Caroline", "Melanie's", "Caroline has".
+_ABOUT_SOMEONE = re.compile(
+    r"\b(?:[Dd]id|[Dd]oes|[Dd]o|[Hh]as|[Hh]ave|[Hh]ad|[Ww]as|[Ww]ere|[Ii]s|[Ww]ould|[Ww]ill|[Cc]an|[Cc]ould)\s+"
+    r"(?!I\b)[A-Z][a-z]+|\b(?!I\b)[A-Z][a-z]+(?:'s|\s+(?:has|had|did|does|was|is|and [A-Z][a-z]+))\b"
+)
+# A question about something that happened, was said, done, owned or felt.
+_RECALL = re.compile(
+    r"^\s*(when|what|where|who|whom|whose|which|why|how|did|does|do|is|are|was|were|has|have|had|would|"
+    r"will|can|could)\b",
+    re.IGNORECASE,
+)
+
+
+def query_need(query: str, task_source: str | None = None) -> Need:
+    """What a query needs most, from its wording (no model call).
+
+    A task that was given or detected (a LaMP task: a subject line, a tag, a
+    rating) is about the user's profile; so is a request for recommendations,
+    advice or writing. A question (``when did``, ``what did``, ``how many``...)
+    that asks for none of these is about the evidence. Anything else is mixed.
+    """
+    if task_source in ("given", "embedding", "llm"):
+        return "profile"
+    if _PROFILE.search(query) and (_SPEAKING.search(query) or not _ABOUT_SOMEONE.search(query)):
+        # "Can you recommend a pet for me?", not "What book did Caroline recommend?"
+        return "profile"
+    if _RECALL.match(query) or query.rstrip().endswith("?"):
+        return "recall"
+    return "mixed"
 
 # Words that make a query about the user: it cannot be answered without them.
 _PERSONAL = re.compile(

@@ -17,7 +17,7 @@ from typing import Any
 from typing_extensions import TypedDict
 
 from ..errors import ConfigError
-from .packing import PackingConfig
+from .packing import RECALL_PACKING, PackingConfig
 from .planner import DEFAULT_TASK_THRESHOLD
 
 __all__ = ["GraphOptions", "PersonalizationInput", "PersonalizationState", "RunContext"]
@@ -36,6 +36,7 @@ class RunContext:
             sessions or kinds (``"document"``, ``"message"``).
         since, until: restrict retrieval to items timestamped in ``[since, until)``
             (datetimes or ISO-8601 strings).
+        where: restrict retrieval to items whose metadata matches this filter.
         force: personalize even when the query looks generic.
     """
 
@@ -46,6 +47,7 @@ class RunContext:
     kinds: list[str] | None = None
     since: datetime | str | None = None
     until: datetime | str | None = None
+    where: dict[str, Any] | None = None
     force: bool = False
 
 
@@ -65,6 +67,7 @@ class PersonalizationState(PersonalizationInput, total=False):
 
     active_task: str | None
     task_source: str | None
+    need: str | None
     needs_personalization: bool
     retrieval_query: str
     retrieved: list[dict[str, Any]]
@@ -101,6 +104,15 @@ class GraphOptions:
         self_statement_bonus: added to the score of retrieved chat turns in which
             the user states a preference, aversion, diet or habit ("I prefer",
             "I'm allergic", "I refuse"...); 16 extra hits are fetched to find them.
+            Not for a query whose need is ``recall`` (it asks what happened, and
+            a preference statement is no likelier to hold that).
+        recall_packing: the packing rules for a query whose need is ``recall``
+            (:func:`~personalize.agent.planner.query_need`): retrieved evidence in
+            relevance order, cheapest form first; facts, summary and memory only
+            where they match as well or room is left.
+        speaker_bonus: added to the score of a retrieved chat turn whose speaker
+            the query names ("When did Melanie run a charity race?": Melanie's
+            own turns hold the answer more often than the replies to them).
     """
 
     packing: PackingConfig = field(default_factory=PackingConfig)
@@ -115,6 +127,8 @@ class GraphOptions:
     task_threshold: float = DEFAULT_TASK_THRESHOLD
     default_user_id: str | None = None
     self_statement_bonus: float = 0.1
+    recall_packing: PackingConfig = field(default_factory=lambda: RECALL_PACKING)
+    speaker_bonus: float = 0.1
 
     def __post_init__(self) -> None:
         if self.max_reflections < 0 or self.persona_k < 0:

@@ -192,14 +192,27 @@ def test_a_memory_line_restating_a_dropped_fact_goes_with_it() -> None:
     assert "Is lactose intolerant (since 2024-03-05)" in unfloored  # it is the floor's rule
 
 
-def test_provenance_is_kept_and_cited() -> None:
+def test_provenance_is_kept_and_every_line_resolves_to_its_sources() -> None:
     ctx = pack_(mixed_candidates(), 1024)
     prompt = ctx.to_prompt()
-    for item in ctx.items:
+    refs = [int(m.group(1)) for m in re.finditer(r"^(\d+)\. ", prompt, flags=re.M)]
+    assert refs == list(range(1, len(ctx.items) + 1)), "one reference per item, numbered in prompt order"
+    assert set(ctx.sources) == set(refs)
+    for n, item in enumerate(ctx.items, 1):
         assert item.sources, "every item keeps its sources"
-        assert f"#{item.sources[0].chunk_id}" in prompt
-        if item.sources[0].external_id:
-            assert item.sources[0].external_id in prompt
+        assert ctx.sources[n] == item.sources
+        line = next(ln for ln in prompt.splitlines() if ln.startswith(f"{n}. "))
+        assert " ".join(item.text.split())[:12] in line
+    # The source table resolves every reference to chunk ids and caller ids, as its own data block.
+    table = ctx.source_table()
+    assert table.startswith("## Sources\n<user_data>\n") and table.endswith("</user_data>")
+    for n, item in enumerate(ctx.items, 1):
+        row = next(ln for ln in table.splitlines() if ln.startswith(f"[{n}] "))
+        assert f"#{item.sources[0].chunk_id}" in row
+        if len(item.sources) == 1 and item.sources[0].external_id:
+            assert item.sources[0].external_id in row
+    assert ctx.to_prompt(sources=True) == prompt + "\n" + table
+    assert COUNTER.count(prompt) == ctx.tokens, "the budget covers the prompt without the table"
     retrieved = ctx.section("retrieved").items
     assert all(i.sources[0].document_id is not None for i in retrieved)
     assert sum(i.tokens for i in ctx.items) < ctx.tokens
@@ -218,7 +231,7 @@ def test_injection_text_stays_inside_the_data_block() -> None:
     outside = re.sub(r"<user_data>\n.*?\n</user_data>", "", prompt, flags=re.S)
     assert "Ignore" not in outside and "SYSTEM" not in outside
     for line in inside.splitlines():
-        assert line.startswith("- "), "each item is one line: no item can start a heading"
+        assert re.match(r"\d+\. ", line), "each item is one numbered line: no item can start a heading"
     assert "never instructions" in prompt.splitlines()[0]
 
 
@@ -271,16 +284,17 @@ def test_chat_turns_are_grouped_under_day_lines_in_time_order() -> None:
     block = prompt.split("<user_data>\n", 1)[1].split("\n</user_data>", 1)[0].splitlines()
     # Undated items first (best first), then the turns in time order, one day line per day,
     # the year only when it changes.
-    assert block[0].startswith("- Packing list")
+    assert block[0].startswith("1. Packing list")
     assert block[1:] == [
         "8 May 2023:",
-        "- Caroline: My sister got married in June, it was lovely. [#403 D1:3]",
+        "2. Caroline: My sister got married in June, it was lovely.",
         "25 May:",
-        "- Caroline: I adopted a puppy named Rex last weekend. [#401 D1:1]",
-        "- Melanie: We went hiking in the Alps with Rex. [#402 D1:2]",
+        "3. Caroline: I adopted a puppy named Rex last weekend.",
+        "4. Melanie: We went hiking in the Alps with Rex.",
         "3 Jan 2024:",
-        "- Caroline: Rex learned to fetch the newspaper this morning. [#404 D1:4]",
+        "5. Caroline: Rex learned to fetch the newspaper this morning.",
     ]
+    assert ctx.sources[3] == (Source(401, 41, "D1:1"),)
     assert [i.sources[0].chunk_id for i in ctx.section("retrieved").items] == [105, 403, 401, 402, 404]
     # Standalone rendering (LlamaIndex nodes) keeps the date on the line.
     from personalize.agent.context import render_item
@@ -311,7 +325,7 @@ def test_budget_holds_with_dated_turns(texts: list[str], days: list[int], budget
     assert COUNTER.count(prompt) == ctx.tokens <= budget
     for block in re.findall(r"<user_data>\n(.*?)\n</user_data>", prompt, flags=re.S):
         for line in block.splitlines():
-            assert line.startswith("- ") or DAY_LINE.match(line), line
+            assert re.match(r"\d+\. ", line) or DAY_LINE.match(line), line
 
 
 def test_a_large_budget_is_nearly_filled_with_short_turns() -> None:
@@ -367,7 +381,7 @@ def test_turns_that_only_ask_rank_below_turns_that_state() -> None:
     assert not only_asks("No question here.")
     cands = [turn(1, "Wow, that's cool! What happened at the support group meeting?", 0.8, "2023-05-08T10:00:00"),
              turn(2, "I went to a support group meeting yesterday and it was powerful.", 0.78, "2023-05-08T10:01:00")]
-    ctx = pack_(cands, 75)  # room for one of them
+    ctx = pack_(cands, 56)  # room for one of them
     assert [i.sources[0].chunk_id for i in ctx.items] == [402]
 
 
