@@ -37,6 +37,10 @@ _HEADER_LINES = (("Subject", "subject"), ("From", "from"), ("To", "to"), ("Date"
 #: MIME parts nested deeper than this make the message fail alone (kind "too_complex");
 #: real mail nests a handful of levels (mixed > alternative > related).
 MAX_MIME_DEPTH = 32
+# Parsing costs the email package time proportional to lines x nesting depth, so a
+# message declaring more multipart boundaries than this is refused unparsed.
+_MAX_BOUNDARIES = 8 * MAX_MIME_DEPTH
+_BOUNDARY = re.compile(rb"boundary\s*=", re.IGNORECASE)
 # mailbox.mbox: a message starts at every line beginning with "From ".
 _FROM_LINE = re.compile(rb"^From ", re.MULTILINE)
 
@@ -102,6 +106,8 @@ def _check_depth(msg: Message) -> None:
             raise _MessageProblem(
                 f"MIME parts nested deeper than {MAX_MIME_DEPTH} levels", "too_complex"
             )
+        if not part.is_multipart():
+            continue  # (get_payload would decode a leaf with its declared charset)
         payload = part.get_payload()
         if isinstance(payload, list):
             stack.extend((sub, depth + 1) for sub in payload if isinstance(sub, Message))
@@ -165,6 +171,11 @@ def email_to_item(
 
 
 def _parse(data: bytes) -> EmailMessage:
+    if len(_BOUNDARY.findall(data)) > _MAX_BOUNDARIES:
+        raise _MessageProblem(
+            f"more than {_MAX_BOUNDARIES} nested MIME parts (multipart boundaries)",
+            "too_complex",
+        )
     try:
         message = email.message_from_bytes(data, policy=policy.default)
     except RecursionError:

@@ -225,6 +225,8 @@ def open_input(path: Path) -> int:
         if walked and os.path.islink(path):  # no O_NOFOLLOW here: check, then open
             raise OSError(errno.ELOOP, "symbolic link")
         return os.open(path, _READ_FLAGS)
+    except LoaderError:
+        raise
     except OSError as exc:
         raise _os_error(exc, path, walked=walked) from exc
     except ValueError as exc:  # e.g. an embedded NUL in the path

@@ -149,8 +149,10 @@ def _pptx_shapes(shapes: Any) -> Iterator[str]:
 def _slide_text(slide: Any) -> str:
     title_shape = slide.shapes.title
     title = title_shape.text_frame.text.strip() if title_shape is not None else ""
+    title_id = title_shape.shape_id if title_shape is not None else None
     parts = [title] if title else []
-    for text in _pptx_shapes(shape for shape in slide.shapes if shape is not title_shape):
+    # Shapes are fresh proxies on every access: compare ids, not objects.
+    for text in _pptx_shapes(shape for shape in slide.shapes if shape.shape_id != title_id):
         if text:
             parts.append(text)
     if slide.has_notes_slide:

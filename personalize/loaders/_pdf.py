@@ -44,9 +44,26 @@ class _DemoteWhileParsing(logging.Filter):
         return True
 
 
-_PYPDF_LOGGER = logging.getLogger("pypdf")
-if not any(isinstance(f, _DemoteWhileParsing) for f in _PYPDF_LOGGER.filters):
-    _PYPDF_LOGGER.addFilter(_DemoteWhileParsing())
+_DEMOTE = _DemoteWhileParsing()
+_demoting = False
+
+
+def _demote_pypdf_logs() -> None:
+    """Put the filter on pypdf's loggers: one per module, since a logger's filters do
+    not apply to records its children propagate to it."""
+    global _demoting
+    if _demoting:
+        return
+    import pkgutil
+
+    import pypdf
+
+    names = ["pypdf"] + [m.name for m in pkgutil.walk_packages(pypdf.__path__, "pypdf.")]
+    for name in names:
+        log = logging.getLogger(name)
+        if _DEMOTE not in log.filters:
+            log.addFilter(_DEMOTE)
+    _demoting = True
 
 
 def _inflated_size(raw: bytes, cap: int) -> int:
@@ -176,6 +193,7 @@ def load_pdf_file(job: FileJob, data: bytes) -> list[LoadedItem]:
             pages need OCR first) or ``"invalid"`` (not a parsable PDF).
     """
     # (Python warnings raised while parsing are captured by load_path.)
+    _demote_pypdf_logs()
     token = _PARSING.set(True)
     try:
         return _load_pdf(job, data)
