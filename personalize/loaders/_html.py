@@ -17,7 +17,7 @@ from collections.abc import Callable
 from personalize.types import LoadedItem
 
 from ._errors import LoaderError
-from ._io import FileJob, decode_text, has_bom
+from ._io import FileJob, decode_lenient, has_bom
 
 __all__ = ["html_to_text", "load_html_file"]
 
@@ -112,19 +112,20 @@ def _declared_encoding(data: bytes) -> str | None:
     return "cp1252" if name in ("latin-1", "iso8859-1", "ascii") else name
 
 
-def _decode_html(data: bytes, source: str) -> str:
+def _decode_html(data: bytes) -> str:
     if not has_bom(data):
         declared = _declared_encoding(data)
         if declared is not None and declared not in ("utf-16", "utf-32"):
             return data.decode(declared, errors="replace")
-    return decode_text(data, source=source)
+    # Lenient: NULs were checked by the caller, and markup in an undetectable encoding
+    # still has readable ASCII text.
+    return decode_lenient(data)
 
 
 def html_to_text(
     markup: str | bytes,
     *,
     check_time: Callable[[], None] | None = None,
-    source: str = "<html>",
 ) -> tuple[str, str | None]:
     """Extract ``(text, title)`` from HTML in one linear pass (no tree is built).
 
@@ -134,7 +135,7 @@ def html_to_text(
     """
     from lxml import etree
 
-    text = markup if isinstance(markup, str) else _decode_html(markup, source)
+    text = markup if isinstance(markup, str) else _decode_html(markup)
     if not text.strip():
         return "", None
     target = _TextTarget(check_time)
@@ -164,7 +165,7 @@ def load_html_file(job: FileJob, data: bytes) -> list[LoadedItem]:
     # but is still HTML.
     if b"\x00" in data[:8192] and not has_bom(data):
         raise LoaderError(f"{job.name}: not HTML (binary content)", kind="binary", source=job.source)
-    text, title = html_to_text(data, check_time=job.check_time, source=job.source)
+    text, title = html_to_text(data, check_time=job.check_time)
     if len(text) > job.limits.max_text_chars:
         raise LoaderError(
             f"{job.name}: extracted text exceeds the {job.limits.max_text_chars}-character limit",

@@ -532,3 +532,22 @@ def test_load_path_takes_only_paths() -> None:
     with pytest.raises(LoaderError) as info:
         load_path(123)  # type: ignore[arg-type]
     assert info.value.kind == "invalid"
+
+
+def test_walk_without_folder_handles_still_refuses_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where O_NOFOLLOW / dir_fd are missing (Windows) the walk checks, then opens.
+    import personalize.loaders._walk as walk
+
+    monkeypatch.setattr(walk, "SECURE_OPEN", False)
+    monkeypatch.setattr(loader_io, "SECURE_OPEN", False)
+    root, outside = _tree(tmp_path)
+    os.symlink(outside / "secret.txt", root / "link.txt")
+    os.symlink(outside, root / "linked_dir")
+    items, errors = load_all(list(iter_input_files(root)))
+    assert sorted(i.text for i in items) == ["first file", "second file"]
+    assert sorted((Path(e.source).name, e.kind) for e in errors) == [
+        ("link.txt", "unsupported"),
+        ("linked_dir", "unsupported"),
+    ]
