@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from personalize.errors import IngestError
@@ -50,6 +52,47 @@ _LOADERS: dict[str, _Loader] = {
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_LOADERS)
 """Suffixes with a dedicated loader (lower case). Other files load as text when they
 look like text, and fail with kind ``"binary"`` otherwise."""
+
+
+class _ParserWarnings:
+    """Route Python warnings to DEBUG logs while any file is being parsed.
+
+    ``warnings.catch_warnings`` swaps process-wide state; entered and left by several
+    ingest threads in turn it would restore the wrong state (and leave warnings
+    captured for good). So one capture is shared: the first load to start enters it,
+    the last to finish leaves it. A warning another thread emits meanwhile is logged
+    at DEBUG too.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._catcher: warnings.catch_warnings | None = None
+
+    @staticmethod
+    def _log(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        logger.debug("parser warning (%s): %s", category.__name__, str(message)[:300])
+
+    @contextmanager
+    def captured(self) -> Iterator[None]:
+        with self._lock:
+            if self._active == 0:
+                self._catcher = warnings.catch_warnings()
+                self._catcher.__enter__()
+                warnings.simplefilter("always")  # not "error": a parser warning is no failure
+                warnings.showwarning = self._log
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+                if self._active == 0 and self._catcher is not None:
+                    self._catcher.__exit__(None, None, None)
+                    self._catcher = None
+
+
+_PARSER_WARNINGS = _ParserWarnings()
 
 
 def load_path(
@@ -104,11 +147,8 @@ def load_path(
         data = read_file_bytes(path, limits)
         job.check_time()  # the budget covers the whole load, reading included
         loader = _LOADERS.get(path.suffix.lower(), load_other_file)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with _PARSER_WARNINGS.captured():
             items = loader(job, data)
-        for warning in caught:
-            logger.debug("%s: parser warning: %s", name, str(warning.message)[:300])
     except IngestError:
         raise
     except MemoryError as exc:

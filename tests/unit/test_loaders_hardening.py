@@ -551,3 +551,29 @@ def test_walk_without_folder_handles_still_refuses_links(
         ("link.txt", "unsupported"),
         ("linked_dir", "unsupported"),
     ]
+
+
+def test_warning_capture_is_safe_across_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import personalize.loaders._files as files
+
+    barrier = threading.Barrier(4)
+
+    def noisy(job, data):  # type: ignore[no-untyped-def]
+        barrier.wait(timeout=10)  # all four loads inside the capture at once
+        warnings.warn("noise", UserWarning, stacklevel=1)
+        return [LoadedItem(text="ok", kind="document", source=job.source, metadata={})]
+
+    monkeypatch.setitem(files._LOADERS, ".txt", noisy)
+    filters_before, show_before = list(warnings.filters), warnings.showwarning
+    paths = [write(tmp_path / f"{n}.txt", "x") for n in range(4)]
+    threads = [threading.Thread(target=load_path, args=(p,)) for p in paths]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Whatever the order the loads finished in, the process's warning state is restored.
+    assert warnings.filters == filters_before and warnings.showwarning is show_before
