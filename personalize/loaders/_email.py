@@ -24,7 +24,7 @@ from typing import Any
 
 from personalize.types import LoadedItem
 
-from ._errors import LoaderError
+from ._errors import LoaderError, LoaderErrorKind
 from ._fields import clean_text
 from ._html import html_to_text
 from ._io import FileJob, ItemCollector, decode_charset
@@ -114,9 +114,11 @@ def _check_depth(msg: Message) -> None:
 
 
 class _MessageProblem(Exception):
-    def __init__(self, message: str, kind: str) -> None:
+    """Why one message cannot be an item (reported per message, not raised to callers)."""
+
+    def __init__(self, message: str, kind: LoaderErrorKind) -> None:
         super().__init__(message)
-        self.kind = kind
+        self.kind: LoaderErrorKind = kind
 
 
 def _body(msg: EmailMessage) -> str:
@@ -207,7 +209,7 @@ def load_eml_file(job: FileJob, data: bytes) -> list[LoadedItem]:
     try:
         item = _message_item(job, data)
     except _MessageProblem as exc:
-        raise LoaderError(f"{job.name}: {exc}", kind=exc.kind, source=job.source) from None  # type: ignore[arg-type]
+        raise LoaderError(f"{job.name}: {exc}", kind=exc.kind, source=job.source) from None
     collector = ItemCollector(job.source, job.limits)
     collector.add(item)
     return collector.items
@@ -245,7 +247,7 @@ def load_mbox_file(job: FileJob, data: bytes) -> list[LoadedItem]:
             collector.add(_message_item(job, raw))
         except _MessageProblem as exc:
             first_problem = first_problem or str(exc)
-            job.item_error(str(number), str(exc), exc.kind)  # type: ignore[arg-type]
+            job.item_error(str(number), str(exc), exc.kind)
     if not collector.items:
         detail = (
             f" ({number} message(s); the first problem: {first_problem})"

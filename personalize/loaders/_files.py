@@ -70,7 +70,7 @@ class _ParserWarnings:
         self._catcher: warnings.catch_warnings | None = None
 
     @staticmethod
-    def _log(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+    def _log(message, category, *args, **kwargs):  # type: ignore[no-untyped-def]
         logger.debug("parser warning (%s): %s", category.__name__, str(message)[:300])
 
     @contextmanager

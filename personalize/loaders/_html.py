@@ -164,7 +164,9 @@ def load_html_file(job: FileJob, data: bytes) -> list[LoadedItem]:
     # Only NULs mark binary here: legacy-charset HTML (Latin-1, Shift-JIS) is not UTF-8
     # but is still HTML.
     if b"\x00" in data[:8192] and not has_bom(data):
-        raise LoaderError(f"{job.name}: not HTML (binary content)", kind="binary", source=job.source)
+        raise LoaderError(
+            f"{job.name}: not HTML (binary content)", kind="binary", source=job.source
+        )
     text, title = html_to_text(data, check_time=job.check_time)
     if len(text) > job.limits.max_text_chars:
         raise LoaderError(

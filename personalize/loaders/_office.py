@@ -44,7 +44,9 @@ def _check_archive(job: FileJob, data: bytes, kind: str) -> None:
         )
 
 
-def _finish(job: FileJob, blocks: list[str], metadata: dict[str, Any], what: str) -> list[LoadedItem]:
+def _finish(
+    job: FileJob, blocks: list[str], metadata: dict[str, Any], what: str
+) -> list[LoadedItem]:
     text = clean_text("\n\n".join(b for b in blocks if b.strip())).strip()
     if len(text) > job.limits.max_text_chars:
         raise LoaderError(

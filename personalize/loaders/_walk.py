@@ -19,15 +19,21 @@ logger = logging.getLogger(__name__)
 #: level holds one open folder handle while its subfolders are walked.
 MAX_WALK_DEPTH = 64
 
-_LINK = ("is a symbolic link; links inside a walked folder are not followed", "unsupported")
-_SPECIAL = ("not a regular file (a FIFO, socket or device); not read", "unreadable")
-_SWAPPED = (
+Refusal = tuple[str, LoaderErrorKind]
+
+_LINK: Refusal = (
+    "is a symbolic link; links inside a walked folder are not followed",
+    "unsupported",
+)
+_SPECIAL: Refusal = ("not a regular file (a FIFO, socket or device); not read", "unreadable")
+_SWAPPED: Refusal = (
     "was replaced by a symbolic link or file during the walk; not followed",
     "unsupported",
 )
-_TOO_DEEP = (f"folders nested deeper than {MAX_WALK_DEPTH} levels; not walked", "too_complex")
-
-Refusal = tuple[str, LoaderErrorKind]
+_TOO_DEEP: Refusal = (
+    f"folders nested deeper than {MAX_WALK_DEPTH} levels; not walked",
+    "too_complex",
+)
 
 
 def _listing_refusal(exc: OSError) -> Refusal:
@@ -49,10 +55,10 @@ def _walk_fd(fd: int, root: Path, parts: tuple[str, ...]) -> Iterator[Path]:
         here = (*parts, entry.name)
         try:
             if entry.is_symlink():
-                yield WalkedPath.found(root, here, _LINK)  # type: ignore[arg-type]
+                yield WalkedPath.found(root, here, _LINK)
             elif entry.is_dir(follow_symlinks=False):
                 if len(here) > MAX_WALK_DEPTH:
-                    yield WalkedPath.found(root, here, _TOO_DEEP)  # type: ignore[arg-type]
+                    yield WalkedPath.found(root, here, _TOO_DEEP)
                     continue
                 try:
                     # The check and the open are one operation: O_NOFOLLOW | O_DIRECTORY
@@ -60,7 +66,7 @@ def _walk_fd(fd: int, root: Path, parts: tuple[str, ...]) -> Iterator[Path]:
                     child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
                 except OSError as exc:
                     if exc.errno in (errno.ENOTDIR, errno.ELOOP):
-                        yield WalkedPath.found(root, here, _SWAPPED)  # type: ignore[arg-type]
+                        yield WalkedPath.found(root, here, _SWAPPED)
                     elif exc.errno != errno.ENOENT:  # gone since listed: nothing to load
                         yield WalkedPath.found(root, here, _listing_refusal(exc))
                     continue
@@ -72,7 +78,7 @@ def _walk_fd(fd: int, root: Path, parts: tuple[str, ...]) -> Iterator[Path]:
                 # Opened later, again relative to the root without following links.
                 yield WalkedPath.found(root, here)
             else:
-                yield WalkedPath.found(root, here, _SPECIAL)  # type: ignore[arg-type]
+                yield WalkedPath.found(root, here, _SPECIAL)
         except OSError:
             yield WalkedPath.found(root, here)  # load_path reports what is wrong with it
 
@@ -91,16 +97,16 @@ def _walk_portable(directory: Path, root: Path, parts: tuple[str, ...]) -> Itera
         here = (*parts, entry.name)
         try:
             if entry.is_symlink() or getattr(entry, "is_junction", lambda: False)():
-                yield WalkedPath.found(root, here, _LINK)  # type: ignore[arg-type]
+                yield WalkedPath.found(root, here, _LINK)
             elif entry.is_dir(follow_symlinks=False):
                 if len(here) > MAX_WALK_DEPTH:
-                    yield WalkedPath.found(root, here, _TOO_DEEP)  # type: ignore[arg-type]
+                    yield WalkedPath.found(root, here, _TOO_DEEP)
                 else:
                     yield from _walk_portable(Path(entry.path), root, here)
             elif entry.is_file(follow_symlinks=False):
                 yield WalkedPath.found(root, here)
             else:
-                yield WalkedPath.found(root, here, _SPECIAL)  # type: ignore[arg-type]
+                yield WalkedPath.found(root, here, _SPECIAL)
         except OSError:
             yield WalkedPath.found(root, here)
 

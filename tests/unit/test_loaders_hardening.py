@@ -398,7 +398,9 @@ def test_docx_paragraphs_and_tables_in_order(tmp_path: Path) -> None:
     document.save(str(path))
     assert ".docx" in SUPPORTED_SUFFIXES and ".pptx" in SUPPORTED_SUFFIXES
     [item] = load_path(path)
-    assert item.text == "Lisbon\n\nWe fly on Friday.\n\nDay | Plan\nSaturday | Tram 28\n\nPack light."
+    assert item.text == (
+        "Lisbon\n\nWe fly on Friday.\n\nDay | Plan\nSaturday | Tram 28\n\nPack light."
+    )
     assert item.metadata == {"file_name": "trip.docx", "file_type": "docx", "title": "Trip plan"}
 
 
@@ -451,7 +453,8 @@ def _pdf(page_streams: list[bytes]) -> bytes:
             f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R "
             f"/Resources << /Font << /F1 {3 + 2 * n} 0 R >> >> >>".encode()
         )
-        objects.append(f"<< /Length {len(content)} >>\nstream\n".encode() + content + b"\nendstream")
+        stream = f"<< /Length {len(content)} >>\nstream\n".encode() + content
+        objects.append(stream + b"\nendstream")
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
@@ -461,7 +464,8 @@ def _pdf(page_streams: list[bytes]) -> bytes:
     xref = len(out)
     out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
     out += b"".join(f"{o + 7:010d} 00000 n \n".encode() for o in offsets)  # wrong offsets
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref + 3}\n%%EOF\n".encode()
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\n".encode()
+    out += f"startxref\n{xref + 3}\n%%EOF\n".encode()
     return bytes(out)
 
 
