@@ -1,27 +1,37 @@
-"""``PersonalizeStore``: a user's personal knowledge as a LangGraph ``BaseStore``.
+"""``PersonalizeStore``: users' personal knowledge as a LangGraph ``BaseStore``.
 
-An existing LangGraph agent reads personal data through ``runtime.store`` without
-knowing about personalize::
+An existing LangGraph agent (or a LangGraph server's ``/store`` API) reads and
+writes personal data through the store interface, beside its own items::
 
-    ("personalize", user_id, "persona")    key: fact id    -> current persona facts
-    ("personalize", user_id, "summaries")  key: task name  -> task-aware summaries
-    ("personalize", user_id, "memory")     key: "current"  -> the agentic memory document
-    ("personalize", user_id, "documents")  key: chunk id   -> chunks; search(query=...) is hybrid search
-    ("personalize", user_id, "messages")   put(key=message id, value={"role", "content", ...}) ingests a chat turn
+    ("personalize", user, "documents")  key: your id -> {"text": ..., **your fields}   read/write
+    ("personalize", user, "messages")   key: your id -> {"role", "content", "session"?, "timestamp"?, ...}
+    ("personalize", user, "persona")    key: fact id -> current persona facts          read-only
+    ("personalize", user, "summaries")  key: task    -> task-aware summaries           read-only
+    ("personalize", user, "memory")     "current"    -> the agentic memory             read-only
+    anything else                       -> the ``fallback`` store (LangMem, the app's own items)
 
-Every operation names exactly one user and reads only that user's rows: the user
-id is validated, and a namespace without one (``("personalize",)``) is refused
-rather than searched across users. A store bound to one user
-(``PersonalizeStore(p, user_id="alice")``) refuses every other user too, which
-suits a per-user agent.
+``user`` is :func:`user_label` of the user id (its dots written ``%2E``:
+LangGraph refuses dots in labels). Under the root the store behaves as
+LangGraph's own stores do (a differential test runs it against
+``InMemoryStore``): ``put`` keeps your key and value and replaces an item put
+again under the same key; ``put(..., None)`` deletes; ``search`` filters, pages
+and, with a query, ranks by hybrid search; ``batch`` answers reads from the
+state before the batch's writes, which apply last (the last write to a key wins).
+
+Differences, by design: a search or listing must name one user (a namespace
+without one, ``("personalize",)``, is refused rather than searched across
+users); documents and messages share the user's ids (putting a message under a
+document's key is a ``ConflictError``); a query search ranks by relevance and
+puts the items the query does not match last, unscored; several namespaces
+under ``("personalize", user)`` come in the order documents, messages, persona,
+summaries, memory. A store bound to one user (``user_id=``) refuses every
+other user.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from collections.abc import Iterable
 from typing import Any
 
 from langgraph.store.base import (
@@ -29,6 +39,7 @@ from langgraph.store.base import (
     GetOp,
     Item,
     ListNamespacesOp,
+    MatchCondition,
     Op,
     PutOp,
     Result,
@@ -39,177 +50,207 @@ from langgraph.store.base import (
 from personalize._ids import validate_user_id
 from personalize.errors import ConfigError, InvalidUserIdError
 
-__all__ = ["KINDS", "NAMESPACE_ROOT", "PersonalizeStore"]
+from ._items import DERIVED, WRITABLE, ItemAccess, iso, matches
+from ._labels import user_from_label, user_label
 
-logger = logging.getLogger(__name__)
+__all__ = ["KINDS", "NAMESPACE_ROOT", "PersonalizeStore", "user_from_label", "user_label"]
 
 NAMESPACE_ROOT = "personalize"
-#: The kinds of namespace under each user, readable ones first.
-KINDS = ("persona", "summaries", "memory", "documents", "messages")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_OPS = {"$eq": lambda a, b: a == b, "$ne": lambda a, b: a != b, "$gt": lambda a, b: a > b,
-        "$gte": lambda a, b: a >= b, "$lt": lambda a, b: a < b, "$lte": lambda a, b: a <= b}
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _matches(value: Mapping[str, Any], conditions: Mapping[str, Any] | None) -> bool:
-    for key, cond in (conditions or {}).items():
-        actual = value.get(key)
-        if isinstance(cond, Mapping) and cond and all(op in _OPS for op in cond):
-            try:
-                if not all(_OPS[op](actual, arg) for op, arg in cond.items()):
-                    return False
-            except TypeError:  # None compared with a number: no match
-                return False
-        elif actual != cond:
-            return False
-    return True
+#: The kinds of namespace under each user, in the order a search over several lists them.
+KINDS = ("documents", "messages", *DERIVED)
 
 
 class PersonalizeStore(BaseStore):
-    """A read-mostly LangGraph store over a :class:`~personalize.Personalizer`.
+    """A LangGraph store over a :class:`~personalize.Personalizer`, with a fallback for other namespaces.
 
     Args:
-        personalizer: where the data lives.
+        personalizer: where the personal data lives.
         user_id: bind the store to this one user (every other user is refused).
+        fallback: the store of every namespace outside ``("personalize", ...)``
+            (``InMemoryStore()``, a ``PostgresStore``...); without one such
+            namespaces are refused.
     """
 
     supports_ttl = False
 
-    def __init__(self, personalizer: Any, *, user_id: str | None = None) -> None:
+    def __init__(self, personalizer: Any, *, user_id: str | None = None, fallback: BaseStore | None = None) -> None:
         self.p = personalizer
         self.user_id = validate_user_id(user_id) if user_id is not None else None
+        self.fallback = fallback
+        self._items = ItemAccess(personalizer)
 
     # ------------------------------------------------------------ batch
     def batch(self, ops: Iterable[Op]) -> list[Result]:
-        """Run get, search, put and list-namespaces operations in order."""
-        results: list[Result] = []
-        for op in ops:
-            if isinstance(op, GetOp):
-                results.append(self._get(op))
-            elif isinstance(op, SearchOp):
-                results.append(self._search(op))
-            elif isinstance(op, PutOp):
-                self._put(op)
-                results.append(None)
-            elif isinstance(op, ListNamespacesOp):
-                results.append(self._list_namespaces(op))
-            else:
-                raise ConfigError(f"unsupported store operation {type(op).__name__}")
+        """Run operations as LangGraph stores do: reads see the state before the batch's writes."""
+        ops = list(ops)
+        results, own, foreign, lists = self._plan(ops)
+        if foreign:
+            answers = self.fallback.batch([op for _, op in foreign])  # type: ignore[union-attr]
+            for (i, _), answer in zip(foreign, answers):
+                results[i] = answer
+        self._run_own(ops, own, lists, results)
         return results
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-        """Async :meth:`batch` (runs in a worker thread: the work is blocking I/O and math)."""
-        return await asyncio.to_thread(self.batch, list(ops))
+        """Async :meth:`batch`: the fallback's own ``abatch``, the personal part in a worker thread."""
+        ops = list(ops)
+        results, own, foreign, lists = self._plan(ops)
+        if foreign:
+            answers = await self.fallback.abatch([op for _, op in foreign])  # type: ignore[union-attr]
+            for (i, _), answer in zip(foreign, answers):
+                results[i] = answer
+        await asyncio.to_thread(self._run_own, ops, own, lists, results)
+        return results
 
-    # --------------------------------------------------------- namespaces
-    def _user_kind(self, namespace: tuple[str, ...], *, allow_user_only: bool = False) -> tuple[str, str | None]:
-        """``(user_id, kind)`` of a namespace; refuses anything that names no single user."""
-        namespace = tuple(namespace)
+    def _plan(self, ops: list[Op]) -> tuple[list[Result], list[int], list[tuple[int, Op]], dict[int, int]]:
+        """Split ops into personal ones (validated up front) and the fallback's; listings go to both."""
+        results: list[Result] = [None] * len(ops)
+        own: list[int] = []
+        foreign: list[tuple[int, Op]] = []
+        lists: dict[int, int] = {}  # op index -> index of its fallback listing in `foreign`
+        for i, op in enumerate(ops):
+            if isinstance(op, ListNamespacesOp):
+                own.append(i)
+                if self.fallback is not None:
+                    lists[i] = len(foreign)
+                    foreign.append((i, ListNamespacesOp(op.match_conditions, op.max_depth,
+                                                        limit=op.offset + op.limit, offset=0)))
+                continue
+            if not isinstance(op, (GetOp, SearchOp, PutOp)):
+                raise ConfigError(f"unsupported store operation {type(op).__name__}")
+            namespace = tuple(op.namespace_prefix if isinstance(op, SearchOp) else op.namespace)
+            if namespace[:1] == (NAMESPACE_ROOT,) or (isinstance(op, SearchOp) and not namespace):
+                self._parse(namespace, search=isinstance(op, SearchOp), write=isinstance(op, PutOp))
+                own.append(i)
+            elif self.fallback is None:
+                raise ConfigError(
+                    f"namespaces outside ({NAMESPACE_ROOT!r}, ...) need a fallback store: "
+                    "PersonalizeStore(p, fallback=InMemoryStore())"
+                )
+            else:
+                foreign.append((i, op))
+        return results, own, foreign, lists
+
+    def _run_own(self, ops: list[Op], own: list[int], lists: dict[int, int], results: list[Result]) -> None:
+        puts: dict[tuple[tuple[str, ...], str], PutOp] = {}
+        for i in own:
+            op = ops[i]
+            if isinstance(op, GetOp):
+                results[i] = self._get(op)
+            elif isinstance(op, SearchOp):
+                results[i] = self._search(op)
+            elif isinstance(op, ListNamespacesOp):
+                theirs = results[i] if i in lists else []
+                results[i] = self._list_namespaces(op, theirs or [])
+            else:
+                puts[(tuple(op.namespace), op.key)] = op  # the last write to a key wins, at its first place
+        for (namespace, key), op in puts.items():
+            user_id, kind = self._parse(namespace, write=True)
+            self._items.write(user_id, kind, [(key, op.value)])  # type: ignore[arg-type]
+
+    # ---------------------------------------------------------- namespaces
+    def _parse(self, namespace: tuple[str, ...], *, search: bool = False, write: bool = False) -> tuple[str, str | None]:
+        """``(user_id, kind)`` of a personal namespace; refuses anything that names no single user."""
         if len(namespace) < 2 or namespace[0] != NAMESPACE_ROOT:
             raise ConfigError(
-                f"namespaces look like ({NAMESPACE_ROOT!r}, user_id, kind); a namespace must name one user"
+                f"namespaces here look like ({NAMESPACE_ROOT!r}, user_label(user_id), kind); "
+                "a search or listing must name one user"
             )
-        user_id = validate_user_id(namespace[1])
+        user_id = user_from_label(namespace[1])
         if self.user_id is not None and user_id != self.user_id:
             raise InvalidUserIdError("this store is bound to another user")
-        if len(namespace) == 2 and allow_user_only:
+        if len(namespace) == 2 and search:
             return user_id, None
+        if len(namespace) > 3 and search:
+            return user_id, "-"  # deeper than any personal namespace: nothing there
         if len(namespace) != 3 or namespace[2] not in KINDS:
             raise ConfigError(f"the kind must be one of {KINDS}")
+        if write and namespace[2] not in WRITABLE:
+            raise ConfigError(f"the {namespace[2]!r} namespace is read-only (it is derived from the user's items)")
         return user_id, namespace[2]
 
-    def _list_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
-        users = [self.user_id] if self.user_id is not None else self.p.users()
-        spaces = [(NAMESPACE_ROOT, u, kind) for u in users for kind in KINDS]
-        for cond in op.match_conditions or ():
-            path = tuple(cond.path)
-            if cond.match_type == "prefix":
-                spaces = [s for s in spaces if len(s) >= len(path) and _glob(s[: len(path)], path)]
-            else:
-                spaces = [s for s in spaces if len(s) >= len(path) and _glob(s[len(s) - len(path):], path)]
+    def _list_namespaces(self, op: ListNamespacesOp, theirs: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+        spaces = [(NAMESPACE_ROOT, user_label(u), kind) for u in self._listed_users(op.match_conditions or ())
+                  for kind in self._items.kinds_present(u)]
+        spaces = [s for s in spaces if all(_does_match(c, s) for c in op.match_conditions or ())]
         if op.max_depth is not None:
-            spaces = list(dict.fromkeys(s[: op.max_depth] for s in spaces))
+            spaces = [s[: op.max_depth] for s in spaces]
+        spaces = sorted(set(spaces) | set(theirs))
         return spaces[op.offset : op.offset + op.limit]
+
+    def _listed_users(self, conditions: Iterable[MatchCondition]) -> list[str]:
+        """The users a listing can reach: one when a prefix names it, else all (or the bound one)."""
+        for cond in conditions:
+            path = tuple(cond.path)
+            if cond.match_type != "prefix" or not path:
+                continue
+            if path[0] not in (NAMESPACE_ROOT, "*"):
+                return []
+            if len(path) >= 2 and path[1] != "*":
+                try:
+                    user = user_from_label(path[1])
+                except InvalidUserIdError:
+                    return []
+                if self.user_id is not None and user != self.user_id:
+                    return []
+                return [user] if self.p.store.has_user(user) else []
+        return [self.user_id] if self.user_id is not None else list(self.p.users())
 
     # ---------------------------------------------------------------- get
     def _get(self, op: GetOp) -> Item | None:
-        user_id, kind = self._user_kind(op.namespace)
-        ns = (NAMESPACE_ROOT, user_id, kind)
+        user_id, kind = self._parse(tuple(op.namespace))
+        ns = tuple(op.namespace)
+        if kind in WRITABLE:
+            item = self._items.find(user_id, kind, str(op.key))
+            return self._items.to_item(ns, kind, item) if item is not None else None
         if kind == "persona":
-            for item in self._persona_items(user_id, None, 10_000):
-                if item.key == str(op.key):
-                    return item
-            return None
+            return next((i for i in self._persona(user_id, None, None) if i.key == str(op.key)), None)
         if kind == "summaries":
             tasks = getattr(self.p, "tasks", None)
-            if tasks is None or op.key not in tasks:
-                return None
-            return self._summary_item(user_id, op.key)
-        if kind == "memory":
-            return self._memory_item(user_id) if op.key == "current" else None
-        if kind == "documents":
-            try:
-                chunk_id = int(op.key)
-            except ValueError:
-                return None
-            chunk = self.p.store.chunks(user_id, [chunk_id]).get(chunk_id)  # the user's rows only
-            return _chunk_item(ns, chunk) if chunk is not None else None
-        return None  # messages are write-only here; read them through "documents"
+            return self._summary(user_id, op.key) if tasks is not None and op.key in tasks else None
+        return self._memory(user_id) if op.key == "current" else None
 
     # ------------------------------------------------------------- search
     def _search(self, op: SearchOp) -> list[SearchItem]:
-        user_id, kind = self._user_kind(op.namespace_prefix, allow_user_only=True)
-        kinds = [kind] if kind is not None else ["persona", "summaries", "memory", "documents"]
+        user_id, kind = self._parse(tuple(op.namespace_prefix), search=True)
+        if kind == "-" or op.limit <= 0:
+            return []
+        kinds = [kind] if kind is not None else list(KINDS)
         want = op.offset + op.limit
         found: list[SearchItem] = []
+        writable = [k for k in kinds if k in WRITABLE]
+        label = user_label(user_id)
+        if op.query and writable:
+            for k, item, score in self._items.ranked(user_id, writable, op.query, want, op.filter):
+                found.append(self._items.to_item((NAMESPACE_ROOT, label, k), k, item, score, search=True))
+        elif writable:
+            for k in writable:
+                for item in self._items.ordered(user_id, k, op.filter):
+                    found.append(self._items.to_item((NAMESPACE_ROOT, label, k), k, item, search=True))
+                if len(found) >= want:
+                    break
         for k in kinds:
-            if k == "documents":
-                found += self._document_items(user_id, op.query, want, op.filter)
-            elif k == "persona":
-                found += self._persona_items(user_id, op.query, want)
+            if k in WRITABLE or (len(found) >= want and not op.query):
+                continue
+            if k == "persona":
+                derived = self._persona(user_id, op.query, want)
             elif k == "summaries":
-                tasks = getattr(self.p, "tasks", None)
-                if tasks is not None:
-                    found += [i for t in tasks if (i := self._summary_item(user_id, t.name)) is not None]
-            elif k == "memory":
-                item = self._memory_item(user_id)
-                found += [item] if item is not None else []
-        found = [i for i in found if _matches(i.value, op.filter)]
+                tasks = getattr(self.p, "tasks", None) or []
+                derived = [s for t in tasks if (s := self._summary(user_id, t.name)) is not None]
+            else:
+                memory = self._memory(user_id)
+                derived = [memory] if memory is not None else []
+            found += [i for i in derived if matches(i.value, op.filter)]
         if op.query and len(kinds) > 1:
-            found.sort(key=lambda i: -(i.score if i.score is not None else 0.0))
+            # Best first; unscored items (summaries, memory, unmatched items) after, in their order.
+            found.sort(key=lambda i: (i.score is None, -(i.score or 0.0)))
         return found[op.offset : want]
 
-    def _document_items(
-        self, user_id: str, query: str | None, want: int, filters: Mapping[str, Any] | None
-    ) -> list[SearchItem]:
-        ns = (NAMESPACE_ROOT, user_id, "documents")
-        # Filters on the stored columns narrow the search itself, not just its results.
-        f = dict(filters or {})
-        narrow = {
-            "sources": [f["source"]] if isinstance(f.get("source"), str) else None,
-            "sessions": [f["session"]] if isinstance(f.get("session"), str) else None,
-            "kinds": [f["kind"]] if isinstance(f.get("kind"), str) else None,
-        }
+    # ------------------------------------------------------- derived kinds
+    def _persona(self, user_id: str, query: str | None, want: int | None) -> list[SearchItem]:
+        ns = (NAMESPACE_ROOT, user_label(user_id), "persona")
         if query:
-            hits = self.p.search(user_id, query, max(want, 1) * (3 if filters else 1), **narrow)
-            return [_chunk_item(ns, h.chunk, h.score) for h in hits]
-        if not self.p.store.has_user(user_id):
-            return []
-        ids = self.p.store.chunk_ids(user_id)
-        if any(v is not None for v in narrow.values()):
-            ids = self.p.store.filtered_chunk_ids(user_id, **narrow)
-        # Without a query there is no ranking: return chunks in storage order.
-        chunks = self.p.store.chunks(user_id, [int(i) for i in ids[: max(want, 1) * (3 if filters else 1)]])
-        return [_chunk_item(ns, chunks[int(i)]) for i in ids if int(i) in chunks]
-
-    def _persona_items(self, user_id: str, query: str | None, want: int) -> list[SearchItem]:
-        ns = (NAMESPACE_ROOT, user_id, "persona")
-        if query:
-            pairs = self.p.persona_matches(user_id, self.p.queries.embed_one(query), want)
+            pairs = self.p.persona_matches(user_id, self.p.queries.embed_one(query), want or 10)
         else:
             pairs = [(f, None) for f in self.p.persona(user_id)]
         out = []
@@ -217,62 +258,33 @@ class PersonalizeStore(BaseStore):
             value = {
                 "text": fact.text, "category": fact.category, "subject": fact.subject,
                 "confidence": fact.confidence, "sources": list(fact.sources), "generator": fact.generator,
-                "valid_from": _iso(fact.valid_from),
+                "valid_from": iso(fact.valid_from),
             }
             out.append(SearchItem(ns, str(fact.id), value, fact.created_at, fact.created_at,
                                   float(score) if score is not None else None))
         return out
 
-    def _summary_item(self, user_id: str, task: str) -> SearchItem | None:
+    def _summary(self, user_id: str, task: str) -> SearchItem | None:
         summary = self.p.summary(user_id, task)
         if summary is None:
             return None
         value = {"task": summary.task, "text": summary.text, "sources": list(summary.sources),
                  "generator": summary.generator}
-        ns = (NAMESPACE_ROOT, user_id, "summaries")
+        ns = (NAMESPACE_ROOT, user_label(user_id), "summaries")
         return SearchItem(ns, summary.task, value, summary.created_at, summary.created_at)
 
-    def _memory_item(self, user_id: str) -> SearchItem | None:
+    def _memory(self, user_id: str) -> SearchItem | None:
         memory = self.p.memory(user_id)
         if memory is None:
             return None
         value = {"text": memory.text, "version": memory.version, "generator": memory.generator}
-        return SearchItem((NAMESPACE_ROOT, user_id, "memory"), "current", value, memory.created_at,
+        return SearchItem((NAMESPACE_ROOT, user_label(user_id), "memory"), "current", value, memory.created_at,
                           memory.created_at)
 
-    # ---------------------------------------------------------------- put
-    def _put(self, op: PutOp) -> None:
-        user_id, kind = self._user_kind(op.namespace)
-        if op.value is None:
-            raise ConfigError("personalize does not delete single items through the store; use forget()")
-        value = dict(op.value)
-        if kind == "messages":
-            if not isinstance(value.get("content"), str):
-                raise ConfigError("a message needs a 'content' string (and a 'role')")
-            message = {k: value[k] for k in ("role", "content", "timestamp", "name", "metadata") if k in value}
-            message.setdefault("role", "user")
-            message["id"] = str(op.key)
-            result = self.p.add_messages(user_id, [message], session=value.get("session"))
-        elif kind == "documents":
-            if not isinstance(value.get("text"), str):
-                raise ConfigError("a document needs a 'text' string")
-            result = self.p.add_documents(user_id, [value["text"]], ids=[str(op.key)],
-                                          metadata=value.get("metadata") or None)
-        else:
-            raise ConfigError(f"the {kind!r} namespace is read-only (it is derived from the user's data)")
-        if result.errors:
-            raise ConfigError(f"could not ingest the item: {result.errors[0].error}")
 
-
-def _glob(actual: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
-    return all(p == "*" or p == a for a, p in zip(actual, pattern))
-
-
-def _chunk_item(ns: tuple[str, ...], chunk: Any, score: float | None = None) -> SearchItem:
-    value = {
-        "text": chunk.text, "kind": chunk.kind, "source": chunk.source, "external_id": chunk.external_id,
-        "document_id": chunk.doc_id, "session": chunk.session, "speaker": chunk.speaker, "role": chunk.role,
-        "timestamp": _iso(chunk.timestamp), "metadata": dict(chunk.metadata),
-    }
-    when = chunk.timestamp or _EPOCH
-    return SearchItem(ns, str(chunk.id), value, when, when, score)
+def _does_match(cond: MatchCondition, namespace: tuple[str, ...]) -> bool:
+    path = tuple(cond.path)
+    if len(namespace) < len(path):
+        return False
+    part = namespace[: len(path)] if cond.match_type == "prefix" else namespace[len(namespace) - len(path):]
+    return all(p == "*" or p == a for a, p in zip(part, path))
