@@ -33,11 +33,10 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def personalizer(data_dir: Path, embedder):
-    """A fresh Personalizer (FAISS + SQLite + MiniLM) in a temporary directory."""
-    from personalize import Personalizer
-
-    p = Personalizer.open(data_dir, embedder=embedder)
+def personalizer(open_personalizer):
+    """A fresh Personalizer (FAISS + MiniLM) over each store engine: SQLite in a temporary
+    directory, and PostgreSQL (a fresh database on the session's server; see ``store_engine``)."""
+    p = open_personalizer()
     yield p
     p.close()
 
@@ -74,3 +73,46 @@ def pg_database(pg_server):
     db = pg_server.create_database()
     yield db
     db.drop()
+
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_engine(request) -> str:
+    """The truth store's engine; every test using ``personalizer`` or ``open_personalizer`` runs over both."""
+    return request.param
+
+
+@pytest.fixture
+def open_personalizer(request, store_engine, data_dir, embedder):
+    """A factory ``(**open_kwargs) -> Personalizer`` on this test's store; call it again to reopen it.
+
+    SQLite: the data directory ``data_dir``. PostgreSQL: a fresh database on
+    the session's server, its schema created by the owner role, opened as the
+    non-owner app role (so row-level security is in force), with this host's
+    derived caches in ``data_dir``.
+    """
+    from personalize import Personalizer
+
+    opened = []
+    if store_engine == "sqlite":
+        target = data_dir
+    else:
+        from personalize.storage.postgres import PostgresStore
+
+        db = request.getfixturevalue("pg_database")
+        PostgresStore(db.app_dsn, owner_dsn=db.owner_dsn).close()
+        target = db.app_dsn
+
+    def make(**kwargs):
+        kwargs.setdefault("embedder", embedder)
+        if store_engine != "sqlite":
+            kwargs.setdefault("cache_dir", data_dir)
+        p = Personalizer.open(target, **kwargs)
+        opened.append(p)
+        return p
+
+    make.engine = store_engine
+    make.target = target
+    yield make
+    for p in opened:
+        p.close()

@@ -71,6 +71,26 @@ def is_unavailable(exc: BaseException, conn: Any = None) -> bool:
     return code.startswith("08") or code in _UNAVAILABLE_CODES
 
 
+#: Without these, a host cut off from the database (no RST, just silence) waits on
+#: TCP retransmissions for many minutes before a query fails. A DSN's own
+#: values win.
+_NETWORK_DEFAULTS = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 5_000,  # ms: data unacknowledged (by the peer's kernel) this long breaks the connection
+}
+
+
+def _network_defaults(dsn: str, connect_timeout_s: int, application_name: str) -> dict[str, Any]:
+    from psycopg.conninfo import conninfo_to_dict
+
+    given = conninfo_to_dict(dsn)
+    defaults = {**_NETWORK_DEFAULTS, "connect_timeout": connect_timeout_s, "application_name": application_name}
+    return {k: v for k, v in defaults.items() if k not in given}
+
+
 def _is_retryable_race(exc: BaseException) -> bool:
     return getattr(exc, "sqlstate", None) in _RETRY_CODES
 
@@ -107,6 +127,7 @@ class PgConnector:
         self.attempts = max(1, int(attempts))
         self.wait_s = float(wait_s)
         self.backoff_s = float(backoff_s)
+        self.max_size = int(max_size)
         self._configure_hook = configure
         self._pool = ConnectionPool(
             dsn,
@@ -117,13 +138,9 @@ class PgConnector:
             kwargs={
                 "prepare_threshold": None,
                 "autocommit": False,
-                "connect_timeout": connect_timeout_s,
-                "application_name": application_name,
+                **_network_defaults(dsn, connect_timeout_s, application_name),
             },
             configure=self._configure,
-            # One round trip per checkout: after a server restart every pooled
-            # connection is dead, and each would otherwise fail its first query.
-            check=ConnectionPool.check_connection,
             reconnect_timeout=max(30.0, wait_s * attempts * 4),
             name="personalize",
         )
@@ -148,24 +165,67 @@ class PgConnector:
         Getting a connection is retried; a connection lost inside the block
         raises ``StoreUnavailableError`` (the server rolled the transaction back).
         """
-        conn = self._getconn()
+        conn = self._begin(user_id)
         try:
             try:
-                with conn.transaction(), conn.cursor() as cur:
-                    cur.execute(
-                        "SELECT set_config('personalize.user_id', %s, true),"
-                        " set_config('personalize.scope', %s, true)",
-                        (user_id or "", "user" if user_id is not None else "admin"),
-                    )
+                with conn.cursor() as cur:
                     yield cur
-            except Exception as exc:
-                if is_unavailable(exc, conn):
-                    raise StoreUnavailableError(
-                        "lost the PostgreSQL connection; the transaction was not applied"
-                    ) from exc
+            except BaseException:
+                if not conn.broken:
+                    try:
+                        conn.rollback()
+                    except Exception:  # the connection died meanwhile; the server rolls back
+                        logger.debug("rollback failed on a dying connection")
                 raise
+            else:
+                try:
+                    conn.commit()
+                except Exception as exc:
+                    if is_unavailable(exc, conn):
+                        # The server may have committed before the connection died:
+                        # all or nothing still holds, but running it again might not.
+                        raise StoreUnavailableError(
+                            "lost the PostgreSQL connection while committing; the transaction was "
+                            "applied entirely or not at all"
+                        ) from exc
+                    raise
+        except Exception as exc:
+            if is_unavailable(exc, conn) and not isinstance(exc, StoreUnavailableError):
+                lost = StoreUnavailableError("lost the PostgreSQL connection; the transaction was not applied")
+                lost.rolled_back = True  # type: ignore[attr-defined]  # run() may run it again
+                raise lost from exc
+            raise
         finally:
             self._pool.putconn(conn)
+
+    def _begin(self, user_id: str | None) -> Any:
+        """A pooled connection inside a new transaction scoped to ``user_id``.
+
+        A pooled connection may have died since its last use (a restarted
+        server): its first statement fails, it is discarded and another is
+        taken (bounded), rather than checking every connection on checkout.
+        """
+        slow = tries = 0
+        while True:
+            conn = self._getconn()
+            started = time.monotonic()
+            try:
+                conn.execute(
+                    "SELECT set_config('personalize.user_id', %s, true), set_config('personalize.scope', %s, true)",
+                    (user_id or "", "user" if user_id is not None else "admin"),
+                )
+                return conn
+            except Exception as exc:
+                self._pool.putconn(conn)
+                if not is_unavailable(exc, conn):
+                    raise
+                # After a server restart every pooled connection fails at once:
+                # those do not count; one that hung (a cut network) does.
+                tries += 1
+                slow += time.monotonic() - started > 1.0
+                if slow >= self.attempts or tries >= self.attempts + self.max_size:
+                    raise StoreUnavailableError(f"PostgreSQL is unreachable: {exc}") from exc
+                logger.warning("a pooled PostgreSQL connection was dead; taking another")
 
     def _getconn(self) -> Any:
         import psycopg
@@ -194,8 +254,10 @@ class PgConnector:
             try:
                 with self.transaction(user_id) as cur:
                     return fn(cur)
-            except StoreUnavailableError:
-                if attempt + 1 >= self.attempts:
+            except StoreUnavailableError as exc:
+                # Unreachable before the transaction began: already retried (bounded) in _begin.
+                # Lost while committing: the outcome is unknown, so it is not run twice.
+                if not getattr(exc, "rolled_back", False) or attempt + 1 >= self.attempts:
                     raise
                 logger.warning("PostgreSQL transaction lost its connection; retrying (attempt %d of %d)",
                                attempt + 2, self.attempts)
