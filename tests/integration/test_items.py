@@ -14,15 +14,28 @@ from personalize.errors import ConflictError
 from personalize.testing.hashing_embedder import HashingEmbedder
 
 
-@pytest.fixture(params=["faiss", "chroma"])
+@pytest.fixture(params=["faiss", "chroma", "postgresql", "pgvector"])
 def p(request, tmp_path: Path):
+    """SQLite + FAISS, SQLite + Chroma, PostgreSQL + per-host FAISS cache, PostgreSQL + pgvector."""
     index = None
+    target: object = tmp_path / "data"
     if request.param == "chroma":
         pytest.importorskip("chromadb")
         from personalize.indexes import ChromaIndex
 
         index = lambda path, dim: ChromaIndex(dim, path=path / "chroma")  # noqa: E731
-    with Personalizer.open(tmp_path / "data", embedder=HashingEmbedder(), index=index) as personalizer:
+    elif request.param in ("postgresql", "pgvector"):
+        from personalize.storage.postgres import PostgresStore
+
+        db = request.getfixturevalue("pg_database")
+        PostgresStore(db.app_dsn, owner_dsn=db.owner_dsn).close()  # the owner creates the schema
+        target = db.app_dsn
+        if request.param == "pgvector":
+            from personalize.indexes.pgvector_index import PgVectorIndex
+
+            index = lambda path, dim: PgVectorIndex(db.app_dsn, dim, owner_dsn=db.owner_dsn)  # noqa: E731
+    kwargs = {"cache_dir": tmp_path / "cache"} if target != tmp_path / "data" else {}
+    with Personalizer.open(target, embedder=HashingEmbedder(), index=index, **kwargs) as personalizer:
         yield personalizer
 
 
