@@ -7,7 +7,9 @@ Two ways personal data reaches the app, side by side:
 - **PersonalizeStore** gives the ``recall`` node the user's persona facts through
   ``runtime.store``, as any LangGraph agent reads its store.
 
-The user id and the budget are the run's ``context`` (never state). ``respond``
+The user id and the budget are the run's ``context`` (never state); served by
+``langgraph dev`` (``server.py``) the user is the authenticated identity instead,
+never what the request says. ``respond``
 answers with the LLM configured in the environment (``PERSONALIZE_LLM_BASE_URL``
 or ``OPENAI_API_KEY``, with ``PERSONALIZE_LLM_MODEL``); with none it shows what an
 LLM would be given, so the demo runs fully offline.
@@ -23,18 +25,25 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from typing_extensions import TypedDict
 
-from personalize.integrations.langgraph import PersonalizeStore, RunContext, create_personalization_graph
+from personalize.integrations.langgraph import (
+    PersonalizeStore,
+    RunContext,
+    create_personalization_graph,
+    user_label,
+)
+from personalize.integrations.langgraph._identity import IdentityError, run_user_id
 
 
 @dataclass
 class AppContext:
-    """Run-scoped: whose data, and how many tokens of it."""
+    """Run-scoped: whose data, and how many tokens of it (served: the user is the identity)."""
 
-    user_id: str = "alice"
+    user_id: str = ""
     budget_tokens: int = 400
 
 
@@ -45,7 +54,7 @@ class AppState(TypedDict, total=False):
     answer: str
 
 
-def build_app(personalizer: Any, llm: Any = None, *, store: Any = "default") -> Any:
+def build_app(personalizer: Any, llm: Any = None, *, store: Any = "default", served: bool = False) -> Any:
     """The compiled app graph over ``personalizer`` (answers with ``llm`` when given).
 
     Args:
@@ -54,18 +63,30 @@ def build_app(personalizer: Any, llm: Any = None, *, store: Any = "default") -> 
         store: the graph's store; by default a :class:`PersonalizeStore` over
             ``personalizer``. ``None`` for the LangGraph server, which injects
             the store named in ``langgraph.json`` itself.
+        served: the user is the run's authenticated identity (the LangGraph
+            server's ``langgraph_auth_user``), never the run's context.
     """
     personalization = create_personalization_graph(personalizer)
 
-    def personalize(state: AppState, runtime: Runtime[AppContext]) -> dict[str, Any]:
+    def user_of(runtime: Runtime[AppContext], config: RunnableConfig) -> str:
+        named = runtime.context.user_id if runtime.context else ""
+        if not served:
+            return named
+        user_id = run_user_id(config)
+        if named and named != user_id:
+            raise IdentityError("the run's context names another user; the user is the authenticated identity")
+        return user_id
+
+    def personalize(state: AppState, runtime: Runtime[AppContext], config: RunnableConfig) -> dict[str, Any]:
+        budget = runtime.context.budget_tokens if runtime.context else AppContext.budget_tokens
         out = personalization.invoke(
             {"query": state["question"]},
-            context=RunContext(user_id=runtime.context.user_id, budget_tokens=runtime.context.budget_tokens),
+            context=RunContext(user_id=user_of(runtime, config), budget_tokens=budget),
         )
         return {"personal_context": out["prompt"]}
 
-    def recall(state: AppState, runtime: Runtime[AppContext]) -> dict[str, Any]:
-        items = runtime.store.search(("personalize", runtime.context.user_id, "persona"),
+    def recall(state: AppState, runtime: Runtime[AppContext], config: RunnableConfig) -> dict[str, Any]:
+        items = runtime.store.search(("personalize", user_label(user_of(runtime, config)), "persona"),
                                      query=state["question"], limit=3)
         return {"facts": [item.value["text"] for item in items]}
 
@@ -94,21 +115,23 @@ def build_app(personalizer: Any, llm: Any = None, *, store: Any = "default") -> 
     return builder.compile(store=store, name="personal-assistant")
 
 
-def default_app(*, store: Any = "default") -> Any:
+def default_app(*, store: Any = "default", served: bool = False) -> Any:
     """The app over the sample users (ingested on first use), with the LLM from the environment."""
     from personalize.integrations.langgraph._sample import open_sample_personalizer
     from personalize.llm import llm_from_env
 
     llm = llm_from_env()
-    return build_app(open_sample_personalizer(llm=llm), llm, store=store)
+    return build_app(open_sample_personalizer(llm=llm), llm, store=store, served=served)
 
 
 def sample_store() -> PersonalizeStore:
-    """A :class:`PersonalizeStore` over the sample users' data directory."""
+    """A :class:`PersonalizeStore` over the sample users' data directory; other namespaces in memory."""
+    from langgraph.store.memory import InMemoryStore
+
     from personalize.integrations.langgraph._sample import open_sample_personalizer
     from personalize.llm import llm_from_env
 
-    return PersonalizeStore(open_sample_personalizer(llm=llm_from_env()))
+    return PersonalizeStore(open_sample_personalizer(llm=llm_from_env()), fallback=InMemoryStore())
 
 
 def main() -> None:

@@ -1,6 +1,8 @@
 """The entry points ``langgraph dev`` loads in this folder (see ``langgraph.json``).
 
-- ``graph``: the demo app, compiled without a store: the server injects its own,
+- ``graph``: the demo app, compiled without a store: the server injects its own;
+  the user of a run is the authenticated identity (``langgraph.json``'s
+  ``"auth"``: the repository's auth module),
 - ``store``: a ``PersonalizeStore``, which ``langgraph.json`` names as the
   server's store, so ``runtime.store`` in the app (and the server's /store API)
   reads the users' personal data.
@@ -20,5 +22,5 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from app import default_app, sample_store  # noqa: E402
 
-graph = default_app(store=None)
+graph = default_app(store=None, served=True)
 store = sample_store()

@@ -158,7 +158,8 @@ class ItemAccess:
         item_kinds = [_ITEM_KIND[k] for k in kinds]
         out: list[tuple[str, Any, float | None]] = []
         seen: set[int] = set()
-        k = max(want * 2, 10)
+        max_k = int(getattr(getattr(self.p, "config", None), "max_k", 1000))
+        k = min(max(want * 2, 10), max_k)
         while True:
             hits = self.p.search(user_id, query, k, kinds=item_kinds)
             for hit in hits:
@@ -173,9 +174,9 @@ class ItemAccess:
                 kind = "messages" if item.kind == "message" else "documents"
                 if kind in kinds and matches(self.value_of(kind, item), filters):
                     out.append((kind, item, float(hit.score)))
-            if len(out) >= want or len(hits) < k:
+            if len(out) >= want or len(hits) < k or k >= max_k:
                 break
-            k *= 4
+            k = min(k * 4, max_k)
         if len(out) < want:
             for kind in kinds:
                 for item in self.iterate(user_id, kind, filters):

@@ -18,9 +18,9 @@ again under the same key; ``put(..., None)`` deletes; ``search`` filters, pages
 and, with a query, ranks by hybrid search; ``batch`` answers reads from the
 state before the batch's writes, which apply last (the last write to a key wins).
 
-Differences, by design: a search or listing must name one user (a namespace
-without one, ``("personalize",)``, is refused rather than searched across
-users); documents and messages share the user's ids (putting a message under a
+Differences, by design: a search must name one user (a prefix without one,
+``("personalize",)``, is refused rather than searched across users; a listing
+names every user's namespaces); documents and messages share the user's ids (putting a message under a
 document's key is a ``ConflictError``); a query search ranks by relevance and
 puts the items the query does not match last, unscored; several namespaces
 under ``("personalize", user)`` come in the order documents, messages, persona,
@@ -154,7 +154,7 @@ class PersonalizeStore(BaseStore):
         if len(namespace) < 2 or namespace[0] != NAMESPACE_ROOT:
             raise ConfigError(
                 f"namespaces here look like ({NAMESPACE_ROOT!r}, user_label(user_id), kind); "
-                "a search or listing must name one user"
+                "a search must name one user"
             )
         user_id = user_from_label(namespace[1])
         if self.user_id is not None and user_id != self.user_id:
