@@ -8,6 +8,12 @@ writes the conversation back into the user's history)::
 
     python demos/llamaindex_chat.py                       # offline, MockLLM
     python demos/llamaindex_chat.py --question "Which editor should I try?"
+    python demos/llamaindex_chat.py --follow-up "And for breakfast?"   # two turns: the first is written back
+
+With ``--follow-up`` the memory block writes the first turn into the user's
+history (the user's own words only, labeled with the chat session; never the
+prompt text a model echoes), where it is listed and deleted like any other
+item (``personalize sessions list --user alice``).
 
 MockLLM answers by echoing its prompt, so the offline answer *is* the final
 prompt. With an OpenAI-compatible endpoint configured (``PERSONALIZE_LLM_BASE_URL``
@@ -58,8 +64,14 @@ def make_llm() -> tuple[Any, Any, str]:
     return PersonalizeLLM(chat), chat, repr(chat)
 
 
-def ask(p: Any, index: Any, llm: Any, user: str, question: str, budget: int) -> dict[str, Any]:
-    """One chat turn for ``user``; returns the personal and base nodes and the answer."""
+def session_of(user: str) -> str:
+    """The chat session label of ``user``'s demo conversation."""
+    return f"llamaindex-demo-{user}"
+
+
+def ask(p: Any, index: Any, llm: Any, user: str, question: str, budget: int,
+        follow_up: str | None = None) -> dict[str, Any]:
+    """One chat turn for ``user`` (two with ``follow_up``); returns the personal and base nodes and the answer."""
     from llama_index.core.chat_engine import CondensePlusContextChatEngine
     from llama_index.core.memory import Memory
 
@@ -67,18 +79,33 @@ def ask(p: Any, index: Any, llm: Any, user: str, question: str, budget: int) -> 
 
     # The one line that personalizes the app: wrap the retriever it already has.
     retriever = PersonalizedRetriever(p, user, index.as_retriever(similarity_top_k=4), budget_tokens=budget)
-    # The retriever already adds persona and summary, so the block only writes turns back.
-    memory = Memory.from_defaults(session_id=f"llamaindex-demo-{user}",
+    # The retriever already adds persona and summary, so the block only writes turns back
+    # (the user's own turns: the default write_roles). A small short-term memory makes the
+    # first exchange flush into the block when the second one comes.
+    memory = Memory.from_defaults(session_id=session_of(user), token_limit=200, token_flush_size=50,
                                   memory_blocks=[PersonalMemoryBlock(p, user, budget_tokens=0)])
     engine = CondensePlusContextChatEngine.from_defaults(
         retriever=retriever, llm=llm, memory=memory, system_prompt=SYSTEM_PROMPT)
     response = engine.chat(question)
+    if follow_up:
+        engine.chat(follow_up)
     nodes = response.source_nodes
     return {
         "personal": [n for n in nodes if is_personal_node(n)],
         "base": [n for n in nodes if not is_personal_node(n)],
         "answer": str(response.response),
     }
+
+
+def _report_written(out: Callable[[str], None], p: Any, user: str) -> None:
+    session = session_of(user)
+    items = p.documents.list(user, session=session).items if session in {
+        s.session for s in p.sessions.list(user)} else []
+    out(f"written back to {user}'s history, session {session}: {len(items)} turns "
+        f"({', '.join(sorted({i.role for i in items})) or 'none'}); "
+        f"`personalize sessions delete --user {user} {session}` removes them")
+    for item in items:
+        out(f"  {item.role}: {item.text}")
 
 
 def _report(out: Callable[[str], None], user: str, question: str, result: dict[str, Any], budget: int,
@@ -119,6 +146,7 @@ def main(argv: Sequence[str] | None = None, *, embedder: Any = None, out: Callab
     parser.add_argument("--users", nargs="+", default=["alice", "bob"], help="sample users from demos/data")
     parser.add_argument("--question", default=DEFAULT_QUESTION)
     parser.add_argument("--budget", type=int, default=600, help="token budget of the retrieved context")
+    parser.add_argument("--follow-up", help="a second question; the first turn is then written back")
     parser.add_argument("--llm-refresh", action="store_true",
                         help="also build summaries and persona facts with the configured LLM (slower)")
     args = parser.parse_args(argv)
@@ -143,8 +171,10 @@ def main(argv: Sequence[str] | None = None, *, embedder: Any = None, out: Callab
                 out(f"[{user}] {result.documents_added} new documents ({result.duplicates_skipped} already there); "
                     f"{len(p.persona(user))} persona facts, memory v{report.memory_version}")
             for user in args.users:
-                result = ask(p, index, llm, user, args.question, args.budget)
+                result = ask(p, index, llm, user, args.question, args.budget, args.follow_up)
                 _report(out, user, args.question, result, args.budget, echo=chat is None)
+                if args.follow_up:
+                    _report_written(out, p, user)
     if chat is not None:
         chat.close()
     return 0

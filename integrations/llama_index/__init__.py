@@ -4,7 +4,8 @@
   plus the user's personal context under one token budget; ``for_user`` per request.
 - :class:`PersonalContextPostprocessor`: adds personal nodes to any engine's node list.
 - :class:`PersonalMemoryBlock`: a ``Memory`` block with the user's persona, summary
-  and memory; flushed chat turns are written back into the user's history.
+  and memory; flushed chat turns are written back into the user's history (the
+  user's own turns by default, labeled with the session, never echoed prompt text).
 - :class:`PersonalizeEmbedding`: personalize's embedder as a LlamaIndex embedding model.
 - :class:`PersonalizeLLM`: a personalize LLM (e.g. ``OpenAIChat``) as a LlamaIndex LLM.
 - :func:`is_personal_node`: tells personal nodes apart (keep them out of shared indexes).

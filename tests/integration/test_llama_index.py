@@ -302,7 +302,7 @@ def test_memory_block_contributes_the_persona(p) -> None:
     assert any(f in llm.prompts[-1] for f in facts)
 
 
-def test_memory_block_writes_flushed_turns_back(p) -> None:
+def test_memory_block_writes_the_users_turns_back_labeled_with_the_session(p) -> None:
     block = PersonalMemoryBlock(p, "alice", refresh_on_write=True)
     memory = Memory.from_defaults(session_id="alice-chat", token_limit=60, token_flush_size=20, memory_blocks=[block])
     turns = [
@@ -323,6 +323,97 @@ def test_memory_block_writes_flushed_turns_back(p) -> None:
     assert not p.search("bob", "greyhound Biscuit", k=3) or "Biscuit" not in p.search("bob", "greyhound Biscuit")[0].text
     # refresh_on_write turned the new statement into a persona fact right away.
     assert any("shellfish" in f.text.lower() for f in p.persona("alice"))
+
+    # Only the user's own turns were written (the default), each labeled with the session.
+    written = p.documents.list("alice", session="alice-chat", limit=100).items
+    said = [content for role, content in turns if role == "user"]
+    assert written and [i.text for i in written] == said[: len(written)]
+    assert all(i.role == "user" and i.kind == "message" and i.metadata.get("written_by") == "PersonalMemoryBlock"
+               for i in written)
+    assert not any("gentle dogs" in h.text for h in p.search("alice", "greyhounds are gentle dogs", k=5))
+    session = next(s for s in p.sessions.list("alice") if s.session == "alice-chat")
+    assert session.messages == len(written)
+
+    # ...and deleted like any other items: the fact that rested on them goes too.
+    deleted = p.documents.delete("alice", session="alice-chat")
+    assert deleted.documents == len(written)
+    assert "alice-chat" not in {s.session for s in p.sessions.list("alice")}
+    assert not any("Biscuit" in h.text for h in p.search("alice", "greyhound Biscuit", k=5))
+    assert not any("shellfish" in f.text.lower() for f in p.persona("alice"))
+
+
+SYSTEM = "You are Trailbuddy, a concise hiking assistant for the user."
+QUESTIONS = [
+    "Which trail should I walk this Saturday morning?",
+    "How much water do I need for a four hour hike?",
+    "Is a rain jacket worth packing in early October?",
+    "What is a good snack for the summit?",
+]
+
+
+def _injected(text: str) -> bool:
+    lowered = text.lower()
+    return any(marker in lowered for marker in ("user_data", "personal context", "quoted, not instructions",
+                                                "trailbuddy", "<memory>"))
+
+
+def test_memory_block_never_writes_back_echoed_prompt_text(p) -> None:
+    # MockLLM answers with its whole prompt: the system prompt and the block's
+    # injected context. Assistant turns are opted in, and still nothing of it is stored.
+    llm = RecordingLLM()
+    block = PersonalMemoryBlock(p, "alice", budget_tokens=200, write_roles=("user", "assistant"))
+    memory = Memory.from_defaults(session_id="echo-chat", token_limit=400, token_flush_size=100, memory_blocks=[block])
+    engine = SimpleChatEngine.from_defaults(llm=llm, memory=memory, system_prompt=SYSTEM)
+    for question in QUESTIONS:
+        engine.chat(question)
+    assert "<user_data>" in llm.prompts[-1] and SYSTEM in llm.prompts[-1], "the echo does carry the prompt"
+    written = p.documents.list("alice", session="echo-chat", limit=100).items
+    assert written, "flushed turns were written"
+    assert [i.text for i in written] == QUESTIONS[: len(written)]
+    assert all(i.role == "user" and not _injected(i.text) for i in written)
+
+    # Memory(insert_method="user") puts the context into the user's message; a host
+    # storing that message stores the user's words only.
+    block = PersonalMemoryBlock(p, "alice", budget_tokens=200)
+    memory = Memory.from_defaults(session_id="inject-chat", insert_method="user", memory_blocks=[block])
+    memory.put(ChatMessage(role="system", content=SYSTEM))
+    memory.put(ChatMessage(role="user", content=QUESTIONS[0]))
+    sent = memory.get()[-1]
+    assert sent.role == "user" and "<user_data>" in sent.content and sent.content.endswith(QUESTIONS[0])
+    asyncio.run(block.aput([sent, ChatMessage(role="user", content=f"{SYSTEM}\n{QUESTIONS[1]}")],
+                           session_id="inject-chat"))
+    written = p.documents.list("alice", session="inject-chat").items
+    assert [i.text for i in written] == QUESTIONS[:2]
+
+
+def test_memory_block_writes_assistant_turns_when_opted_in(p) -> None:
+    from personalize.integrations.llama_index import PersonalizeLLM
+    from personalize.testing import FakeLLM
+
+    answer = "Try the lakeside loop at dawn; it is flat and shaded."
+    llm = PersonalizeLLM(FakeLLM.responder(lambda messages: answer, name="fake-model"))
+    block = PersonalMemoryBlock(p, "alice", budget_tokens=100, write_roles=("user", "assistant"))
+    memory = Memory.from_defaults(session_id="real-chat", token_limit=60, token_flush_size=20, memory_blocks=[block])
+    engine = SimpleChatEngine.from_defaults(llm=llm, memory=memory, system_prompt=SYSTEM)
+    for question in QUESTIONS:
+        engine.chat(question)
+    written = p.documents.list("alice", session="real-chat", limit=100).items
+    roles = [i.role for i in written]
+    assert "assistant" in roles and "user" in roles
+    assert all(i.text == answer for i in written if i.role == "assistant")
+    assert not any(_injected(i.text) for i in written)
+
+    # Without a Memory session the block labels its turns with its own session id.
+    block = PersonalMemoryBlock(p, "alice")
+    asyncio.run(block.aput([ChatMessage(role="user", content="I switched to decaf coffee this week.")]))
+    labels = [s.session for s in p.sessions.list("alice") if s.session.startswith("llamaindex-")]
+    assert len(labels) == 1
+    assert [i.text for i in p.documents.list("alice", session=labels[0]).items] == [
+        "I switched to decaf coffee this week."]
+    with pytest.raises(ConfigError):
+        PersonalMemoryBlock(p, "alice", write_roles=("user", "system"))
+    with pytest.raises(ConfigError):
+        PersonalMemoryBlock(p, "alice", write_roles="user")
 
 
 def test_memory_block_write_back_can_be_turned_off(p) -> None:

@@ -79,3 +79,19 @@ def test_demo_with_an_openai_compatible_endpoint(demo, tmp_path: Path, embedder,
     assert any(f in alice for f in FILES["alice"]) and not any(w in alice.lower() for w in NOT_IN_KB["bob"])
     assert "peanut" in bob.lower() and not any(f in bob for f in FILES["alice"])
 
+
+
+def test_demo_follow_up_writes_the_first_turn_back(demo, tmp_path: Path, embedder) -> None:
+    from personalize import Personalizer
+
+    data = tmp_path / "data"
+    lines: list[str] = []
+    assert demo.main(["--data-dir", str(data), "--users", "alice", "--follow-up", "And what about breakfast?"],
+                     embedder=embedder, out=lines.append) == 0
+    text = "\n".join(lines)
+    assert "written back to alice's history, session llamaindex-demo-alice: 1 turns (user)" in text
+    with Personalizer.open(data, embedder=embedder) as p:
+        items = p.documents.list("alice", session="llamaindex-demo-alice").items
+        # The user's own words; MockLLM's answer (the echoed prompt) is not stored.
+        assert [(i.role, i.text) for i in items] == [("user", demo.DEFAULT_QUESTION)]
+        assert {s.session for s in p.sessions.list("alice")} >= {"llamaindex-demo-alice"}
