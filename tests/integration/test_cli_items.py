@@ -163,3 +163,30 @@ def test_facts_add_edit_delete(data: Path, capsys) -> None:
     assert capsys.readouterr().out.startswith("added fact ")
     assert cli(data, "facts", "list", "--user", "gail", "--json") == EXIT_OK
     assert [f["text"] for f in out_json(capsys)] == ["Prefers tea"]
+
+
+def test_search_and_context_take_a_metadata_filter(data: Path, capsys) -> None:
+    assert cli(data, "search", "--user", "erin", "-k", "5", "--where", '{"topic": "gear"}', "--json",
+               "what do I do on Saturdays") == EXIT_OK
+    hits = out_json(capsys)
+    assert [h["chunk"]["text"] for h in hits] == ["My bike is a green Surly Long Haul Trucker."]
+    assert cli(data, "context", "--user", "erin", "--force", "--where", '{"topic": "community"}', "--json",
+               "what do I do on Saturdays") == EXIT_OK
+    items = [i for s in out_json(capsys)["sections"] if s["name"] == "retrieved" for i in s["items"]]
+    assert items and all("food bank" in i["text"] for i in items)
+    assert cli(data, "search", "--user", "erin", "--where", '{"topic": {"$regex": "x"}}', "q") == EXIT_USAGE
+    assert "$regex" in capsys.readouterr().err
+
+
+def test_ingest_on_conflict(data: Path, capsys) -> None:
+    args = ["ingest", "--user", "erin", "--id", "bike", "--text", "My bike is a red Brompton.", "--json"]
+    assert cli(data, *args, "--on-conflict", "skip") == EXIT_OK
+    assert out_json(capsys)["skipped"] == 1
+    assert cli(data, *args, "--on-conflict", "error") == EXIT_USAGE
+    assert "already exist" in capsys.readouterr().err
+    assert cli(data, "docs", "show", "--user", "erin", "bike", "--json") == EXIT_OK
+    assert out_json(capsys)["text"] == "My bike is a green Surly Long Haul Trucker."
+    assert cli(data, *args) == EXIT_OK  # replace, the default
+    assert out_json(capsys)["replaced"] == 1
+    assert cli(data, "docs", "show", "--user", "erin", "bike", "--json") == EXIT_OK
+    assert out_json(capsys)["text"] == "My bike is a red Brompton."
