@@ -44,7 +44,8 @@ def open_sample_personalizer(data_dir: str | os.PathLike[str] | None = None, *, 
         The opened ``Personalizer`` (the same object for the same directory).
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    path = Path(data_dir or os.environ.get("PERSONALIZE_DATA_DIR") or Path.cwd() / ".langgraph_api" / "personalize-data")
+    default = Path.cwd() / ".langgraph_api" / "personalize-data"
+    path = Path(data_dir or os.environ.get("PERSONALIZE_DATA_DIR") or default)
     path = path.expanduser().resolve()
     with _LOCK:
         if path not in _OPEN:

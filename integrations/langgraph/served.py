@@ -45,7 +45,9 @@ def create_served_graph(
     """
     inner = create_personalization_graph(personalizer, llm=llm, reflect=reflect, answer=answer, options=options)
 
-    def personalize(state: PersonalizationInput, config: RunnableConfig, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    def personalize(
+        state: PersonalizationInput, config: RunnableConfig, runtime: Runtime[RunContext]
+    ) -> dict[str, Any]:
         user_id = run_user_id(config)
         ctx = runtime.context
         if isinstance(ctx, dict):

@@ -149,7 +149,9 @@ class PersonalizeStore(BaseStore):
             self._items.write(user_id, kind, [(key, op.value)])  # type: ignore[arg-type]
 
     # ---------------------------------------------------------- namespaces
-    def _parse(self, namespace: tuple[str, ...], *, search: bool = False, write: bool = False) -> tuple[str, str | None]:
+    def _parse(
+        self, namespace: tuple[str, ...], *, search: bool = False, write: bool = False
+    ) -> tuple[str, str | None]:
         """``(user_id, kind)`` of a personal namespace; refuses anything that names no single user."""
         if len(namespace) < 2 or namespace[0] != NAMESPACE_ROOT:
             raise ConfigError(

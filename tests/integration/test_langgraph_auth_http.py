@@ -214,7 +214,8 @@ def test_app_namespaces_beside_personal_data(alice: httpx.Client, bob: httpx.Cli
     ns = ["memories", "alice"]
     body = {"namespace": ns, "key": "m1", "value": {"content": "prefers window seats"}}
     assert alice.put("/store/items", json=body).status_code == 204
-    assert alice.get("/store/items", params={"namespace": "memories.alice", "key": "m1"}).json()["value"] == body["value"]
+    got = alice.get("/store/items", params={"namespace": "memories.alice", "key": "m1"})
+    assert got.json()["value"] == body["value"]
     assert ["memories", "alice"] in alice.post("/store/namespaces", json={}).json()["namespaces"]
     assert bob.get("/store/items", params={"namespace": "memories.alice", "key": "m1"}).status_code == 403
 
@@ -249,7 +250,8 @@ def test_cannot_overwrite_anothers_item(alice: httpx.Client, bob: httpx.Client, 
 
 
 def test_cannot_delete_anothers_item(alice: httpx.Client, bob: httpx.Client, bob_item: dict) -> None:
-    response = alice.request("DELETE", "/store/items", json={"namespace": bob_item["namespace"], "key": bob_item["key"]})
+    target = {"namespace": bob_item["namespace"], "key": bob_item["key"]}
+    response = alice.request("DELETE", "/store/items", json=target)
     assert response.status_code == 403
     got = bob.get("/store/items", params={"namespace": "personalize.bob.documents", "key": bob_item["key"]})
     assert got.json()["value"] == bob_item["value"]

@@ -59,7 +59,8 @@ def test_the_demo_app_served_takes_the_identity(loaded, repo_root, monkeypatch: 
     import sys
 
     monkeypatch.delenv("PERSONALIZE_DEMO_MODE", raising=False)
-    spec = importlib.util.spec_from_file_location("demo_langgraph_app_served", repo_root / "demos" / "langgraph" / "app.py")
+    path = repo_root / "demos" / "langgraph" / "app.py"
+    spec = importlib.util.spec_from_file_location("demo_langgraph_app_served", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)

@@ -6,7 +6,7 @@ list_namespaces (prefix, suffix, max_depth, limit, offset) and mixed
 ``batch``/``abatch`` calls over two users' documents and messages (one user id
 with dots, so its label is encoded) and an app namespace that the
 ``PersonalizeStore`` hands to its fallback. Each sequence runs on a real
-Personalizer (SQLite, FAISS, MiniLM) wrapped in a ``PersonalizeStore`` and on an
+Personalizer (SQLite or PostgreSQL, FAISS, MiniLM) wrapped in a ``PersonalizeStore`` and on an
 ``InMemoryStore``; every result is compared.
 
 How results compare (the documented differences, see docs/agent.md):
@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -179,29 +177,29 @@ def _run(store: Any, kind: str, ops: list) -> list:
     return store.batch(ops)
 
 
-# 25 sequences in `make test`; STORE_DIFF_EXAMPLES=500 for a deeper run.
-@settings(max_examples=int(os.environ.get("STORE_DIFF_EXAMPLES", "25")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                 HealthCheck.too_slow])
+# 25 sequences per store engine in `make test`; STORE_DIFF_EXAMPLES=500 for a deeper run.
+@settings(max_examples=int(os.environ.get("STORE_DIFF_EXAMPLES", "25")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(steps=st.lists(_step, min_size=1, max_size=12))
-def test_personalize_store_answers_as_inmemory_store(embedder, steps: list) -> None:
-    from personalize import Personalizer
-
-    with tempfile.TemporaryDirectory() as tmp, Personalizer.open(Path(tmp) / "data", embedder=embedder) as p:
-        # The fallback answers as the reference does (its listing quirk is InMemoryStore's, not ours).
-        ours = PersonalizeStore(p, fallback=_Reference())
-        ref = _Reference()
-        started = datetime.now(timezone.utc)
-        for kind, ops in steps:
-            mine, theirs = _run(ours, kind, ops), _run(ref, kind, ops)
-            assert len(mine) == len(theirs)
-            for op, a, b in zip(ops, mine, theirs):
-                _compare(op, a, b, started)
-        # Finally every namespace, whole.
-        for label in LABELS:
-            for kind_ in ("documents", "messages"):
-                ns = ("personalize", label, kind_)
-                assert _items(ours.search(ns, limit=100)) == _items(ref.search(ns, limit=100))
-        assert ours.list_namespaces(limit=100) == ref.list_namespaces(limit=100)
+def test_personalize_store_answers_as_inmemory_store(personalizer, steps: list) -> None:
+    # One Personalizer (SQLite, or PostgreSQL) for every sequence: each starts with no user.
+    for user in USERS:
+        personalizer.forget(user)
+    # The fallback answers as the reference does (its listing quirk is InMemoryStore's, not ours).
+    ours = PersonalizeStore(personalizer, fallback=_Reference())
+    ref = _Reference()
+    started = datetime.now(timezone.utc)
+    for kind, ops in steps:
+        mine, theirs = _run(ours, kind, ops), _run(ref, kind, ops)
+        assert len(mine) == len(theirs)
+        for op, a, b in zip(ops, mine, theirs):
+            _compare(op, a, b, started)
+    # Finally every namespace, whole.
+    for label in LABELS:
+        for kind_ in ("documents", "messages"):
+            ns = ("personalize", label, kind_)
+            assert _items(ours.search(ns, limit=100)) == _items(ref.search(ns, limit=100))
+    assert ours.list_namespaces(limit=100) == ref.list_namespaces(limit=100)
 
 
 def test_the_public_methods_match_too(personalizer) -> None:
