@@ -243,12 +243,20 @@ async def create_run(ctx: Auth.types.AuthContext, value: Auth.types.on.threads.c
 
 
 @auth.on.threads.read
-@auth.on.threads.update
 @auth.on.threads.delete
 @auth.on.threads.search
 async def own_threads(ctx: Auth.types.AuthContext, value: Any) -> dict[str, str]:
     """Only one's own threads (and their runs and state) are visible."""
     return {"owner": _me(ctx)}
+
+
+@auth.on.threads.update
+async def update_own_thread(ctx: Auth.types.AuthContext, value: Auth.types.on.threads.update.value) -> dict[str, str]:
+    """Only one's own threads change, and they stay one's own (no handing a thread to another user)."""
+    me = _me(ctx)
+    if isinstance(value.get("metadata"), dict) and "owner" in value["metadata"]:
+        value["metadata"]["owner"] = me
+    return {"owner": me}
 
 
 @auth.on.assistants.read

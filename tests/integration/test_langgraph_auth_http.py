@@ -301,3 +301,11 @@ def test_cannot_create_assistants_or_crons(alice: httpx.Client) -> None:
     response = alice.post("/assistants", json={"graph_id": "personalize", "context": {"user_id": "bob"},
                                                "assistant_id": str(uuid.uuid4())})
     assert response.status_code == 403, response.text
+
+
+def test_cannot_hand_a_thread_to_another(alice: httpx.Client, bob: httpx.Client) -> None:
+    thread = alice.post("/threads", json={"metadata": {"owner": "bob"}}).json()
+    assert thread["metadata"]["owner"] == "alice"
+    patched = alice.patch(f"/threads/{thread['thread_id']}", json={"metadata": {"owner": "bob"}})
+    assert patched.status_code == 200 and patched.json()["metadata"]["owner"] == "alice"
+    assert bob.get(f"/threads/{thread['thread_id']}").status_code == 404

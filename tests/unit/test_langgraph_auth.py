@@ -216,6 +216,15 @@ def test_runs_may_not_name_another_user() -> None:
     assert _status(lambda: create_run("alice", {"config": {"configurable": {"user_id": "bob"}}})) == 403
 
 
+def test_a_thread_cannot_be_handed_to_another_user() -> None:
+    value = {"metadata": {"owner": "bob", "topic": "x"}}
+    assert asyncio.run(auth_mod.update_own_thread(_ctx("alice", "threads", "update"), value)) == {"owner": "alice"}
+    assert value["metadata"] == {"owner": "alice", "topic": "x"}
+    created = {"metadata": {"owner": "bob"}}
+    asyncio.run(auth_mod.create_thread(_ctx("alice", "threads", "create"), created))
+    assert created["metadata"]["owner"] == "alice"
+
+
 def test_everything_without_a_handler_is_denied() -> None:
     assert _status(lambda: asyncio.run(auth_mod.deny_everything_else(_ctx("alice", "crons", "create"), {}))) == 403
     handlers = set(auth_mod.auth._handlers)
