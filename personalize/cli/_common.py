@@ -15,6 +15,7 @@ __all__ = [
     "EXIT_PARTIAL",
     "EXIT_STORE",
     "EXIT_USAGE",
+    "data_dir_exists",
     "dump_json",
     "open_personalizer",
     "parse_where",
@@ -38,6 +39,11 @@ def usage_error(message: str) -> Exception:
     return ConfigError(message)
 
 
+def data_dir_exists(args: argparse.Namespace) -> bool:
+    """Whether ``--data-dir`` exists (a database URL, e.g. ``postgresql://...``, is taken to)."""
+    return "://" in str(args.data_dir) or Path(args.data_dir).exists()
+
+
 def open_personalizer(args: argparse.Namespace, *, create: bool = False, **kwargs: Any) -> Any:
     """Open the Personalizer of ``--data-dir`` (LLM from the environment when configured).
 
@@ -53,7 +59,7 @@ def open_personalizer(args: argparse.Namespace, *, create: bool = False, **kwarg
 
     from personalize.errors import NotFoundError
 
-    if not create and "://" not in str(args.data_dir) and not Path(args.data_dir).exists():
+    if not create and not data_dir_exists(args):
         raise NotFoundError(f"no data directory at {args.data_dir} (nothing ingested there yet)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # Model loading prints progress bars; the CLI keeps stderr for its own messages.

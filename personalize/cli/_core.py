@@ -11,6 +11,7 @@ from ._common import (
     EXIT_OK,
     EXIT_PARTIAL,
     EXIT_USAGE,
+    data_dir_exists,
     dump_json,
     open_personalizer,
     parse_where,
@@ -159,7 +160,7 @@ def _search(args: argparse.Namespace) -> int:
 
 def _users(args: argparse.Namespace) -> int:
     users: list[str] = []
-    if Path(args.data_dir).exists():
+    if data_dir_exists(args):
         with open_personalizer(args, llm=None) as p:
             users = list(p.users())
     if args.json:
