@@ -194,7 +194,7 @@ class IngestMixin:
                 elif isinstance(value, os.PathLike):
                     for path in iter_input_files([value]):
                         try:
-                            for item in load_path(path, limits):
+                            for item in load_path(path, limits, errors=errors):
                                 yield _merge_metadata(item, metadata, external_id)
                         except IngestError as exc:
                             errors.append(FileError(str(path), str(exc), getattr(exc, "kind", "unreadable")))

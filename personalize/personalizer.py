@@ -286,7 +286,17 @@ class Personalizer(IngestMixin, ItemsMixin, KnowledgeMixin, ContextMixin, AsyncM
         A forget in another process can land between our commit and our file
         writes; the loser of that race cleans up after itself.
         """
-        self.index.save()
+        for attempt in range(3):
+            try:
+                self.index.save()
+                break
+            except FileNotFoundError:
+                # Another process removed the user's folder under our write (a
+                # forget): the data is gone, or we write it again into a new folder.
+                if user_id is not None and not self.store.has_user(user_id):
+                    break
+                if attempt == 2:
+                    raise
         if user_id is not None and not self.store.has_user(user_id):
             self._purge_derived(user_id)
 

@@ -90,10 +90,13 @@ def test_empty_inputs_are_not_errors(sandbox):
 
 
 def test_strings_that_look_like_paths_outside_are_only_read_as_given(sandbox, tmp_path: Path):
-    """A caller's path is the caller's choice; a *user id* can never redirect where data goes."""
+    """A str is text, never a path; a caller's PathLike is the caller's choice; a *user id*
+    can never redirect where data goes."""
     box, p = sandbox
     result = p.add_documents("u", ["../../etc/definitely-missing.txt"])
-    assert result.documents_added == 0 and result.errors[0].kind == "missing"
+    assert result.documents_added == 1 and result.ok  # stored as the text it is
+    missing = p.add_documents("u", [Path("../../etc/definitely-missing.txt")])
+    assert missing.documents_added == 0 and missing.errors[0].kind == "missing"
     assert all(path.startswith("data") for path in _tree(box))
 
 
