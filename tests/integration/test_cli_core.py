@@ -127,6 +127,14 @@ def test_a_missing_data_dir_is_reported_not_created(tmp_path: Path, capsys) -> N
     a_file.write_text("not a directory")
     assert main(["--data-dir", str(a_file), "ingest", "--user", "alice", "--text", "hello"]) == EXIT_STORE
     assert capsys.readouterr().err.startswith("error: ")
+    # A database that is not one: the store error, exit 4, for reads and writes alike.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "personalize.sqlite3").write_bytes(b"this is not an SQLite database" * 100)
+    for args in (["stats", "--user", "alice"], ["users"], ["ingest", "--user", "alice", "--text", "hi"]):
+        assert main(["--data-dir", str(broken), *args]) == EXIT_STORE, args
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, err
 
 
 # ------------------------------------------------------------------ ingest
