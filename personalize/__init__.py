@@ -6,11 +6,13 @@ most useful personal context under a token budget::
 
     from personalize import Personalizer
 
-    p = Personalizer.open("./data")
-    p.add_documents("alice", ["notes/", "mail/2024.mbox"])
+    p = Personalizer.open("./data")               # or "postgresql://..." for several hosts
+    p.add_files("alice", ["notes/", "mail/2024.mbox"])
+    p.add_documents("alice", ["Works as a nurse in Lisbon."], ids=["job"])  # a str is text
     p.add_messages("alice", [{"role": "user", "content": "I'm vegetarian"}], session="s1")
     hits = p.search("alice", "dinner ideas", k=5)
-    p.forget("alice")
+    p.documents.delete("alice", ids=["job"])       # one item, and what was derived from it
+    p.forget("alice")                              # everything
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
         LLMOutputError,
         MissingDependencyError,
         NotFoundError,
+        ConflictError,
         PersonalizeError,
         StoreError,
+        StoreUnavailableError,
     )
     from .loaders import LoaderLimits
     from .personalizer import Personalizer, PersonalizerConfig
@@ -47,7 +51,21 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
     from .refresh import RefreshConfig, RefreshFailure, RefreshReport
     from .tasks import Task, TaskRegistry, default_tasks
     from .tokens import TiktokenCounter, TokenCounter
-    from .types import Chunk, Fact, FileError, Hit, IngestResult, LoadedItem, Memory, Summary
+    from .types import (
+        Change,
+        Chunk,
+        DeleteResult,
+        Fact,
+        FileError,
+        Hit,
+        IngestResult,
+        Item,
+        LoadedItem,
+        Memory,
+        Page,
+        SessionInfo,
+        Summary,
+    )
 
 # Public name -> the module defining it. Imported on first access (PEP 562), so that
 # `import personalize.cli` (the command line) or `personalize.errors` does not load
@@ -93,13 +111,23 @@ _EXPORTS: dict[str, str] = {
     "LoadedItem": ".types",
     "Memory": ".types",
     "Summary": ".types",
+    "Change": ".types",
+    "DeleteResult": ".types",
+    "Item": ".types",
+    "Page": ".types",
+    "SessionInfo": ".types",
+    "ConflictError": ".errors",
+    "StoreUnavailableError": ".errors",
 }
 
 __all__ = [
+    "Change",
     "Chunk",
     "ConfigError",
+    "ConflictError",
     "ContextItem",
     "ContextSection",
+    "DeleteResult",
     "Embedder",
     "Fact",
     "FileError",
@@ -108,6 +136,7 @@ __all__ = [
     "IngestError",
     "IngestResult",
     "InvalidUserIdError",
+    "Item",
     "LLMError",
     "LLMOutputError",
     "LlamaIndexEmbedder",
@@ -117,6 +146,7 @@ __all__ = [
     "MissingDependencyError",
     "NotFoundError",
     "OnnxEmbedder",
+    "Page",
     "PersonalContext",
     "PersonalizeError",
     "Personalizer",
@@ -126,8 +156,10 @@ __all__ = [
     "RefreshReport",
     "RetrievalConfig",
     "SentenceTransformerEmbedder",
+    "SessionInfo",
     "Source",
     "StoreError",
+    "StoreUnavailableError",
     "Summary",
     "Task",
     "TaskRegistry",

@@ -6,11 +6,12 @@ import personalize
 from personalize import errors
 
 EXPECTED = [
-    "Chunk", "ConfigError", "ContextItem", "ContextSection", "Embedder", "Fact", "FileError", "Hit",
-    "IndexBackendError", "IngestError", "IngestResult", "InvalidUserIdError", "LLMError", "LLMOutputError",
+    "Change", "Chunk", "ConfigError", "ConflictError", "ContextItem", "ContextSection", "DeleteResult", "Embedder", "Fact", "FileError", "Hit",
+    "IndexBackendError", "IngestError", "IngestResult", "InvalidUserIdError", "Item", "LLMError", "LLMOutputError",
     "LlamaIndexEmbedder", "LoadedItem", "LoaderLimits", "Memory", "MissingDependencyError", "NotFoundError",
-    "OnnxEmbedder", "PersonalContext", "PersonalizeError", "Personalizer", "PersonalizerConfig", "RefreshConfig",
-    "RefreshFailure", "RefreshReport", "RetrievalConfig", "SentenceTransformerEmbedder", "Source", "StoreError",
+    "OnnxEmbedder", "Page", "PersonalContext", "PersonalizeError", "Personalizer", "PersonalizerConfig", "RefreshConfig",
+    "RefreshFailure", "RefreshReport", "RetrievalConfig", "SentenceTransformerEmbedder", "SessionInfo", "Source", "StoreError",
+    "StoreUnavailableError",
     "Summary", "Task", "TaskRegistry", "TiktokenCounter", "TokenCounter", "default_embedder", "default_tasks",
     "make_embedder",
 ]
