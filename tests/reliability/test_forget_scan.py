@@ -66,3 +66,32 @@ def test_forget_scrubs_every_file(tmp_path: Path, embedder, backend):
     with Personalizer.open(root, embedder=embedder, index=index) as again:
         assert SECRET_USER not in again.users()
         assert again.search("bystander", "stamps", k=1)[0].text.startswith("The bystander")
+
+
+@pytest.mark.parametrize("backend", ["faiss", "chroma"])
+def test_item_delete_scrubs_every_file(tmp_path: Path, embedder, backend):
+    """Deleting some items leaves none of their text in any file (SQLite pages and WAL,
+    vector files, BM25 files); the user's other items and the bystander are intact."""
+    index = None
+    if backend == "chroma":
+        pytest.importorskip("chromadb")
+        from personalize.indexes import ChromaIndex
+
+        index = lambda d, dim: ChromaIndex(dim, path=d / "chroma")  # noqa: E731
+    root = tmp_path / "data"
+    p = Personalizer.open(root, embedder=embedder, index=index)
+    _fill(p)
+    gone = ["quetzalcoatl", "Zanzibar-Ferry-42", "kumquats"]
+    assert _scan(root, gone), "the scan must find the items before the delete"
+    p.documents.delete(SECRET_USER, ids=["doc-b"])
+    p.documents.delete(SECRET_USER, ids=["m1"])
+    p.search(SECRET_USER, "allergy ferry", k=3)  # rebuilds BM25 at the new version
+    p.context(SECRET_USER, "what am I allergic to?", budget_tokens=256)
+    after_delete = _scan(root, gone)
+    p.close()
+    after_close = _scan(root, gone)
+    assert after_delete == {} and after_close == {}, (after_delete, after_close)
+    with Personalizer.open(root, embedder=embedder, index=index) as again:
+        assert {i.external_id for i in again.documents.list(SECRET_USER).items} == {"doc-a", "m2"}
+        assert again.search(SECRET_USER, "xylophonist", k=1)
+        assert again.search("bystander", "stamps", k=1)[0].text.startswith("The bystander")
