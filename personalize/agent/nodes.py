@@ -13,6 +13,7 @@ from langgraph.runtime import Runtime
 
 from .._ids import validate_user_id
 from ..errors import ConfigError, LLMError
+from ..persona.lexicon import DOMAINS, content_words, domain_of
 from ..tokens import TokenCounter
 from .context import Source
 from .packing import Candidate, pack
@@ -77,6 +78,17 @@ _SELF_STATEMENT = re.compile(
 )
 
 
+# A turn that dates something ("last Saturday", "two weeks ago", "in May"):
+# where the answer to a "when" question usually is.
+_DATING = re.compile(
+    r"\b(?:yesterday|tomorrow|today|tonight|last|next|ago|weekend|week|month|year|recently|"
+    r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|january|february|march|april|may|june|july|"
+    r"august|september|october|november|december|(?:19|20)\d\d)\b",
+    re.IGNORECASE,
+)
+_ASKS_WHEN = re.compile(r"^\s*(?:when|what (?:date|day|month|year|time)|how long ago)\b", re.IGNORECASE)
+
+
 def _head(lines: list[str], max_tokens: float) -> list[str]:
     """The first lines that could fit in ``max_tokens`` (about 4 characters a token, with slack).
 
@@ -92,10 +104,51 @@ def _head(lines: list[str], max_tokens: float) -> list[str]:
     return out
 
 
-def _retrieval_k(budget: int) -> int:
+def _retrieval_k(budget: int, need: str | None = None) -> int:
     # Enough candidates to fill the whole budget with short chat turns even
-    # when there is no summary (the packer then simply gives retrieval more room).
+    # when there is no summary (the packer then simply gives retrieval more room);
+    # a recall question may spend all of it on turns, so it looks further.
+    if need == "recall":
+        return max(8, min(96, budget // 16))
     return max(6, min(64, budget // 24))
+
+
+def _without_stale_turns(retrieved: list[dict[str, Any]], facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``retrieved`` less the chat turns that a current fact has made stale.
+
+    A turn is stale when it speaks about the subject of a current fact among the
+    candidates (one of the well-known domains: diet, editor...), is older than
+    that fact, is not one of its sources and does not name what the fact says
+    now: "My favorite editor is Neovim" once "Switched to Helix last month" is
+    the current fact. Packed beside the fact, it would contradict it. ("I
+    started eating fish again" stays beside "Eats fish now".)
+    """
+    current: list[tuple[str, datetime, set[int], set[str]]] = []
+    for f in facts:
+        meta = f.get("metadata") or {}
+        subject, since = meta.get("subject"), meta.get("valid_from")
+        if subject in DOMAINS and since:
+            current.append((subject, datetime.fromisoformat(since), {s["chunk_id"] for s in f["sources"]},
+                            content_words(f["text"])))
+    if not current:
+        return retrieved
+    out = []
+    for d in retrieved:
+        ts = (d.get("metadata") or {}).get("timestamp")
+        if d["kind"] == "message" and ts and d["sources"]:
+            when, cid = datetime.fromisoformat(ts), d["sources"][0]["chunk_id"]
+            if any(cid not in sources and _before(when, since) and domain_of(d["text"], frozenset({subject}))
+                   and not words & content_words(d["text"])
+                   for subject, since, sources, words in current):
+                continue
+        out.append(d)
+    return out
+
+
+def _before(a: datetime, b: datetime) -> bool:
+    if (a.tzinfo is None) != (b.tzinfo is None):
+        a, b = a.replace(tzinfo=None), b.replace(tzinfo=None)
+    return a < b
 
 
 class Nodes:
@@ -165,9 +218,10 @@ class Nodes:
         # alone: a turn stating a preference is no likelier to hold it.
         bonus = self.options.self_statement_bonus if need != "recall" else 0.0
         named = self._named_speakers(asked or query)
-        k = _retrieval_k(rc.budget_tokens)
+        when = need == "recall" and bool(_ASKS_WHEN.match(asked or query)) and self.options.dating_bonus > 0
+        k = _retrieval_k(rc.budget_tokens, need)
         hits = self.p.search(
-            rc.user_id, query, k + (16 if bonus or named else 0), sources=rc.sources, sessions=rc.sessions,
+            rc.user_id, query, k + (16 if bonus or named or when else 0), sources=rc.sources, sessions=rc.sessions,
             kinds=rc.kinds, since=_when(rc.since), until=_when(rc.until), where=rc.where,
         )
         task = self._render_task(task_name)
@@ -191,12 +245,14 @@ class Nodes:
             if named and c.kind == "message" and c.speaker and c.speaker.casefold() in named:
                 score += self.options.speaker_bonus
                 meta["speaker_named"] = True
+            if when and _DATING.search(c.text):
+                score += self.options.dating_bonus
             out.append({
                 "section": "retrieved", "kind": c.kind, "text": text, "score": score,
                 "sources": [Source(c.id, c.doc_id, c.external_id, c.source).to_dict()],
                 "metadata": meta,
             })
-        if bonus or named:
+        if bonus or named or when:
             out = sorted(out, key=lambda d: -d["score"])[:k]
         return out
 
@@ -262,7 +318,8 @@ class Nodes:
                 "section": "persona", "kind": "fact", "text": fact.text, "score": score,
                 "sources": self._sources(rc.user_id, fact.sources, known),
                 "metadata": {"category": fact.category, "fact_id": fact.id, "generator": fact.generator,
-                             "confidence": float(fact.confidence)},
+                             "confidence": float(fact.confidence), "subject": fact.subject,
+                             "valid_from": fact.valid_from.isoformat() if fact.valid_from else None},
             })
         return {"facts": facts}
 
@@ -284,10 +341,11 @@ class Nodes:
     # -------------------------------------------------------------- pack
     def pack(self, state: PersonalizationState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         rc = self._rc(runtime)
-        raw = [*state.get("retrieved", []), *state.get("facts", []), *(state.get("memory") or [])]
+        retrieved = _without_stale_turns(state.get("retrieved", []), state.get("facts", []))
+        raw = [*retrieved, *state.get("facts", []), *(state.get("memory") or [])]
         raw += [state["summary"]] if state.get("summary") else []
         vectors: dict[int, Any] = {}
-        retrieved_ids = [d["sources"][0]["chunk_id"] for d in state.get("retrieved", []) if d["sources"]]
+        retrieved_ids = [d["sources"][0]["chunk_id"] for d in retrieved if d["sources"]]
         if retrieved_ids:
             ids, vecs = self.p.store.embeddings(rc.user_id, retrieved_ids)
             vectors = {int(i): v for i, v in zip(ids, vecs)}
@@ -301,7 +359,8 @@ class Nodes:
             )
             for d in raw
         ]
-        info = {"task_source": state.get("task_source"), "reflections": state.get("reflections", 0)}
+        info = {"task_source": state.get("task_source"), "reflections": state.get("reflections", 0),
+                "stale_turns_dropped": len(state.get("retrieved", [])) - len(retrieved)}
         if state.get("rewritten_query"):
             info["rewritten_query"] = state["rewritten_query"]
         need = state.get("need")

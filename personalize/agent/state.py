@@ -113,6 +113,8 @@ class GraphOptions:
         speaker_bonus: added to the score of a retrieved chat turn whose speaker
             the query names ("When did Melanie run a charity race?": Melanie's
             own turns hold the answer more often than the replies to them).
+        dating_bonus: added to the score of a retrieved turn that dates something
+            ("last Saturday", "in May", "2023") when a recall query asks when.
     """
 
     packing: PackingConfig = field(default_factory=PackingConfig)
@@ -129,6 +131,7 @@ class GraphOptions:
     self_statement_bonus: float = 0.1
     recall_packing: PackingConfig = field(default_factory=lambda: RECALL_PACKING)
     speaker_bonus: float = 0.1
+    dating_bonus: float = 0.04
 
     def __post_init__(self) -> None:
         if self.max_reflections < 0 or self.persona_k < 0:

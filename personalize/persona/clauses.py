@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from .lexicon import third_person
+from .lexicon import third_person, third_person_coordinated
 
 __all__ = [
     "ADV",
@@ -134,6 +134,8 @@ def render(clause: str) -> str:
             adverbs, verb, rest = m.groups()
             adverbs = re.sub(r"\bdo\s+", "", adverbs, flags=re.I)  # emphatic: "I do love"
             s = f"{adverbs}{third_person(verb)}{rest}"
+    if re.match(r"^i\b", clause, re.I):
+        s = third_person_coordinated(s)  # "I write Go and keep tests running": "...and keeps..."
     s = _FILLER.sub("", s)
     s = re.sub(r"\bmy\b", "their", s, flags=re.I)
     s = re.sub(r"\bme\b", "them", s, flags=re.I)

@@ -14,10 +14,12 @@ import re
 
 __all__ = [
     "CATEGORIES",
+    "DOMAINS",
     "FAMILY_WORDS",
     "JOB_WORDS",
     "PREFERENCE_DOMAINS",
     "STYLE_WORDS",
+    "content_words",
     "domain_of",
     "head_noun",
     "is_job",
@@ -26,6 +28,7 @@ __all__ = [
     "stem",
     "strip_trailing_time",
     "third_person",
+    "third_person_coordinated",
 ]
 
 #: The categories facts are filed under (LLM output outside this set is kept as given).
@@ -46,6 +49,8 @@ _DOMAINS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("smoking", re.compile(r"\b(smok(e|es|ing|er)|cigarettes?|vap(e|ing))\b")),
     ("seat", re.compile(r"\b(window|aisle) seats?\b")),
 )
+#: The well-known subjects :func:`domain_of` recognises.
+DOMAINS: frozenset[str] = frozenset(name for name, _ in _DOMAINS)
 # Domains that a like/love/prefer statement may name without being about them
 # ("I like vegetarian recipes" says nothing about the diet).
 PREFERENCE_DOMAINS = frozenset({"seat", "editor"})
@@ -202,3 +207,49 @@ def third_person(verb: str) -> str:
     else:
         out = lowered + "s"
     return out.capitalize() if verb[:1].isupper() else out
+
+
+# Base-form verbs that commonly follow "and" in a first-person clause ("I write
+# Go and keep tests running"): conjugated too, so the fact reads as a sentence.
+_COORDINATED_VERBS = frozenset(
+    "use eat drink smoke drive own play stay listen read watch collect run swim bike cycle ride cook bake "
+    "write volunteer sing paint draw knit garden hike travel go speak study attend wear grow raise keep "
+    "practice practise do exercise meditate dance fish hunt camp surf ski climb teach coach manage commute "
+    "walk take spend visit follow support avoid love like enjoy prefer hate need want try make work live "
+    "have get feel think plan hope leave bring check test ship build code lift train".split()
+)
+_COORDINATION = re.compile(r"\b(and|or|but|then)\s+((?:(?:then|also|usually|always|often|still|sometimes|never|"
+                           r"really|just|now|even|generally|mostly|rarely)\s+)*)([a-z]+)\b")
+
+
+def third_person_coordinated(text: str) -> str:
+    """Verbs coordinated with the clause's first one, conjugated too ("and keep" -> "and keeps").
+
+    Only known base-form verbs after ``and``/``or``/``but``/``then`` change, so
+    a noun ("Go and Rust") is left alone.
+    """
+    def fix(m: re.Match[str]) -> str:
+        verb = m.group(3)
+        if verb not in _COORDINATED_VERBS:
+            return m.group(0)
+        return f"{m.group(1)} {m.group(2)}{third_person(verb)}"
+
+    return _COORDINATION.sub(fix, text)
+
+
+def content_words(text: str) -> set[str]:
+    """The words that say what a fact or turn is about: lower case, 3+ letters, no function or time words.
+
+    A fact's leading verb ("Switched", "Eats") is kept out for a fact's own text
+    by the caller's choice of words; here every word counts.
+    """
+    words = {w.strip("'.-") for w in _WORD.findall(text.lower())}
+    return {w for w in words if len(w) >= 3 and w not in _DETERMINERS and w not in _FACT_VERBS}
+
+
+# Verbs that open facts ("Switched to Helix", "Eats fish now"): what changed, not what it is.
+_FACT_VERBS = frozenset(
+    "is are was were has have had does doesn't don't uses use used switched switch switching started start "
+    "stopped stop eats eat ate likes like loves love prefers prefer hates hate drinks drink no longer "
+    "not never usually".split()
+)

@@ -11,6 +11,11 @@ Quality, in one run with the same embedder and data:
   - PrefEval (explicit, choice, persona): the preference message(s) hidden among
     the 316 filler turns; "present" when a packed item is one of them or cites
     one, or the preference text itself is in the prompt; at 256 and 512 tokens.
+  - Splits: LoCoMo conv-26/30 and the first five PrefEval topics are where the
+    planner's rules and constants were chosen ("tune"); conv-41/42/43 and the
+    other five topics are reported apart ("report"). Each split records the
+    planner's need per query and, at 512 tokens, the share of the budget that
+    went to the header and to each section.
 
 Latency: ``context()`` (no LLM) p50/p95 beside ``search()`` at 1k/10k/100k chunks for
 one user, query embedding included ("cold") and cached ("warm"). ``--parts pack``
@@ -69,17 +74,63 @@ def _ids(ctx: Any, sections: tuple[str, ...]) -> set[str]:
             for s in i.sources if s.external_id}
 
 
-def locomo_quality(embedder: Any, quick: bool, refresh: bool) -> dict[str, Any]:
-    convs = datasets.load_locomo()
+_SECTION_LABEL = re.compile(r"^## (Summary|Persona facts|Memory|Retrieved)")
+_LABELS = {"Summary": "summary", "Persona facts": "persona", "Memory": "memory", "Retrieved": "retrieved"}
+
+
+def token_shares(prompt: str) -> dict[str, int]:
+    """Tokens of the prompt by part: the header, each section's lines (label, tags, day lines, items)."""
+    from personalize.tokens import default_token_counter
+
+    counter = default_token_counter()
+    out: dict[str, int] = {}
+    part = "header"
+    for line in prompt.split("\n"):
+        m = _SECTION_LABEL.match(line)
+        if m:
+            part = _LABELS[m.group(1)]
+        out[part] = out.get(part, 0) + counter.count(line + "\n")
+    return out
+
+
+class Tally:
+    """Means of named measurements, and the planner's need per query."""
+
+    def __init__(self) -> None:
+        self.acc: dict[str, list[float]] = {}
+        self.needs: dict[str, int] = {}
+        self.shares: dict[str, dict[str, list[float]]] = {}
+
+    def add(self, key: str, value: float) -> None:
+        self.acc.setdefault(key, []).append(value)
+
+    def context(self, ctx: Any, budget: int, share_budget: int = 512) -> None:
+        need = str(ctx.info.get("need"))
+        if budget == share_budget:
+            self.needs[need] = self.needs.get(need, 0) + 1
+            parts = token_shares(ctx.to_prompt())
+            by_need = self.shares.setdefault(need, {})
+            for name in ("header", "summary", "persona", "memory", "retrieved", "unused"):
+                used = parts.get(name, 0) if name != "unused" else budget - ctx.tokens
+                by_need.setdefault(name, []).append(used / budget)
+
+    def result(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: round(float(np.mean(v)), 4) for k, v in self.acc.items()}
+        out["need"] = dict(self.needs)
+        out["token_share_at_512"] = {need: {k: round(float(np.mean(v)), 3) for k, v in parts.items()}
+                                     for need, parts in self.shares.items()}
+        return out
+
+
+def locomo_quality(embedder: Any, quick: bool, refresh: bool, split: str = "report") -> dict[str, Any]:
+    """Turn-evidence recall of the packed context and of plain top-k, on one split's conversations."""
+    names = datasets.LOCOMO_SPLITS[split]
+    convs = [c for c in datasets.load_locomo() if c.sample_id in names]
     if quick:
         convs = convs[:1]
-    acc: dict[str, list[float]] = {}
+    tally = Tally()
     skipped = 0
     questions = 0
-
-    def add(key: str, value: float) -> None:
-        acc.setdefault(key, []).append(value)
-
     with tempfile.TemporaryDirectory() as tmp:
         p = _open(Path(tmp) / "d", embedder)
         for conv in convs:
@@ -95,16 +146,18 @@ def locomo_quality(embedder: Any, quick: bool, refresh: bool) -> dict[str, Any]:
                 hits = p.search(user, qa.question, k=96)
                 for budget in BUDGETS:
                     got = {h.external_id for h in topk_cut(hits, budget)}
-                    add(f"topk@{budget}", len(gold & got) / len(gold))
+                    tally.add(f"topk@{budget}", len(gold & got) / len(gold))
                     ctx = p.context(user, qa.question, budget_tokens=budget)
                     if not ctx.needs_personalization:
                         skipped += budget == BUDGETS[0]
                         ctx = p.context(user, qa.question, budget_tokens=budget, force=True)
-                    add(f"packed@{budget}", len(gold & _ids(ctx, ("retrieved",))) / len(gold))
-                    add(f"packed_any@{budget}", len(gold & _ids(ctx, ("retrieved", "persona", "summary"))) / len(gold))
-                    add(f"packed_tokens@{budget}", ctx.tokens)
+                    tally.add(f"packed@{budget}", len(gold & _ids(ctx, ("retrieved",))) / len(gold))
+                    tally.add(f"packed_any@{budget}", len(gold & _ids(ctx, ("retrieved", "persona", "summary"))) / len(gold))
+                    tally.add(f"packed_tokens@{budget}", ctx.tokens)
+                    tally.context(ctx, budget)
         p.close()
-    out: dict[str, Any] = {k: round(float(np.mean(v)), 4) for k, v in acc.items()}
+    out = tally.result()
+    out["conversations"] = list(names)
     out["questions"] = questions
     out["judged_generic_then_forced"] = skipped
     return out
@@ -114,13 +167,16 @@ def _norm(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
-def prefeval_quality(embedder: Any, form: str, n_items: int, refresh: bool, seed: int = 1) -> dict[str, Any]:
+def prefeval_quality(
+    embedder: Any, form: str, n_items: int, refresh: bool, split: str = "report", seed: int = 1
+) -> dict[str, Any]:
+    """Whether the preference is present in the packed context and in plain top-k, on one split's topics."""
     filler = datasets.load_prefeval_filler()
-    items = datasets.load_prefeval(form)
-    # Seed 1: the self-statement bonus was tuned on the seed-0 sample of explicit items.
+    topics = datasets.prefeval_split(split)
+    items = datasets.load_prefeval(form, topics=topics)  # type: ignore[arg-type]
     rng = random.Random(seed)
     items = rng.sample(items, min(n_items, len(items))) if n_items < len(items) else items
-    acc: dict[str, list[float]] = {}
+    tally = Tally()
     generic = 0
     with tempfile.TemporaryDirectory() as tmp:
         p = _open(Path(tmp) / "d", embedder)
@@ -140,12 +196,14 @@ def prefeval_quality(embedder: Any, form: str, n_items: int, refresh: bool, seed
                 cited = _ids(ctx, ("retrieved", "persona", "summary"))
                 prompt = _norm(ctx.to_prompt())
                 present = bool(gold & cited) or (bool(item.preference) and _norm(item.preference) in prompt)
-                acc.setdefault(f"present@{budget}", []).append(float(present))
+                tally.add(f"present@{budget}", float(present))
                 got = {h.external_id for h in topk_cut(p.search(user, item.question, k=32), budget)}
-                acc.setdefault(f"topk_present@{budget}", []).append(float(bool(gold & got)))
+                tally.add(f"topk_present@{budget}", float(bool(gold & got)))
+                tally.context(ctx, budget)
             p.forget(user)
         p.close()
-    out: dict[str, Any] = {k: round(float(np.mean(v)), 4) for k, v in acc.items()}
+    out = tally.result()
+    out["topics"] = topics
     out["items"] = len(items)
     out["judged_generic"] = generic
     return out
@@ -255,7 +313,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="subsets, for a smoke run")
     parser.add_argument("--parts", default="locomo,prefeval,latency,pack")
     parser.add_argument("--sizes", default="1000,10000,100000")
-    parser.add_argument("--prefeval-items", type=int, default=100, help="items sampled per PrefEval form")
+    parser.add_argument("--prefeval-items", type=int, default=100,
+                        help="items sampled per implicit PrefEval form and split (explicit: every item)")
+    parser.add_argument("--splits", default="tune,report",
+                        help="LoCoMo conversations / PrefEval topics: tune (rules chosen on it), report, or both")
     args = parser.parse_args()
     if datasets.datasets_root() is None:
         raise SystemExit("../shared/datasets is absent: nothing to benchmark")
@@ -266,24 +327,24 @@ def main() -> None:
     parts = set(args.parts.split(","))
     result: dict[str, Any] = {"embedder": base.name, "omp_threads": os.environ.get("OMP_NUM_THREADS"),
                               "command": "python -m tests.bench.bench_context " + " ".join(os.sys.argv[1:])}
+    splits = args.splits.split(",")
     if "locomo" in parts:
-        result["locomo"] = {
-            "with_refresh": locomo_quality(embedder, args.quick, refresh=True),
-            "retrieval_only": locomo_quality(embedder, args.quick, refresh=False),
-        }
-        print("locomo", result["locomo"])
+        result["locomo"] = {}
+        for split in splits:
+            result["locomo"][split] = {"with_refresh": locomo_quality(embedder, args.quick, True, split)}
+            if not args.quick:
+                result["locomo"][split]["retrieval_only"] = locomo_quality(embedder, args.quick, False, split)
+            print("locomo", split, result["locomo"][split], flush=True)
     if "prefeval" in parts:
-        n = 30 if args.quick else args.prefeval_items
+        n = 20 if args.quick else args.prefeval_items
         result["prefeval"] = {}
-        for form in ("explicit", "choice", "persona"):
-            result["prefeval"][form] = {
-                "with_refresh": prefeval_quality(embedder, form, n, refresh=True),
-                "retrieval_only": prefeval_quality(embedder, form, n, refresh=False),
-            }
-            if form == "explicit" and not args.quick:  # the target: every item, not a sample
-                result["prefeval"][form]["with_refresh_all_items"] = prefeval_quality(
-                    embedder, form, 10**6, refresh=True)
-            print("prefeval", form, result["prefeval"][form])
+        for split in splits:
+            result["prefeval"][split] = {}
+            for form in ("explicit", "choice", "persona"):
+                # The explicit form over every item of the split; the implicit forms, a sample.
+                items = n if form != "explicit" or args.quick else 10**6
+                result["prefeval"][split][form] = {"with_refresh": prefeval_quality(embedder, form, items, True, split)}
+                print("prefeval", split, form, result["prefeval"][split][form], flush=True)
     if "latency" in parts:
         queries = [qa.question for conv in datasets.load_locomo() for qa in conv.qa][:: 7][: 40 if args.quick else 200]
         sizes = [int(s) for s in args.sizes.split(",")]

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 __all__ = [
+    "LOCOMO_SPLITS",
     "LocomoConversation",
     "LocomoQA",
     "LocomoTurn",
@@ -48,6 +49,7 @@ __all__ = [
     "load_prefeval",
     "load_prefeval_filler",
     "load_spc",
+    "prefeval_split",
     "prefeval_topics",
 ]
 
@@ -265,6 +267,22 @@ def prefeval_topics(root: Path | str | None = None) -> list[str]:
     """Return the PrefEval topics present (sorted), taken from the explicit-preference folder."""
     folder = _root(root) / "prefeval" / _PREFEVAL_DIRS["explicit"]
     return sorted(p.stem for p in folder.glob("*.json"))
+
+
+#: Tuning and report splits of the development LoCoMo conversations: rules and
+#: constants are chosen on "tune", figures are reported on "report" (and both).
+LOCOMO_SPLITS: dict[str, tuple[str, ...]] = {"tune": ("conv-26", "conv-30"), "report": ("conv-41", "conv-42", "conv-43")}
+
+
+def prefeval_split(split: str, root: Path | str | None = None) -> list[str]:
+    """PrefEval topics of a split: ``"tune"`` the first half (sorted by name), ``"report"`` the rest."""
+    topics = prefeval_topics(root)
+    half = (len(topics) + 1) // 2
+    if split == "tune":
+        return topics[:half]
+    if split == "report":
+        return topics[half:]
+    raise ValueError(f"unknown split {split!r}; expected 'tune' or 'report'")
 
 
 def _user_turns(form: str, conversation: dict) -> tuple[str, ...]:

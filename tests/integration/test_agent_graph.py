@@ -305,3 +305,44 @@ def test_graph_threads_start_afresh_in_a_forked_child(loaded) -> None:
         os.close(read)
     assert got == b"1"
     assert threads._pool is parent_pool
+
+
+# ------------------------------------------------------------ budget by need
+def test_an_older_conflicting_turn_is_not_packed_beside_the_current_fact(loaded) -> None:
+    # alice said "My favorite editor is Neovim" in 2024 and "I switched to Helix" in 2025 (demos/data).
+    loaded.refresh("alice")
+    ctx = loaded.context("alice", "which code editor do I use?", budget_tokens=512)
+    prompt = ctx.to_prompt()
+    assert "Switched to Helix" in prompt
+    assert "My favorite editor is Neovim" not in prompt
+    assert ctx.info["stale_turns_dropped"] >= 1
+    # The turn that states the change is still there, and the fact cites it.
+    assert "I switched to Helix last month" in prompt
+
+
+def test_the_planner_mix_follows_the_query(loaded) -> None:
+    loaded.refresh("alice")
+    loaded.refresh("carol")
+    event = loaded.context("alice", "When did I switch to Helix?", budget_tokens=300)
+    request = loaded.context("carol", "recommend a movie for tonight", budget_tokens=300)
+    assert event.info["need"] == "recall" and request.info["need"] == "profile"
+    # The event question spends its budget on the turns first (every relevant one
+    # that fits, the rest of the room to the others); the request on who the user is.
+    assert "I switched to Helix last month" in event.to_prompt()
+    assert event.info["packed"]["retrieved"] + event.info["duplicates_dropped"] >= event.info["candidates"]["retrieved"]
+    assert request.section("summary") is not None or request.section("persona") is not None
+
+
+def test_every_reference_in_the_prompt_resolves_to_its_sources(loaded) -> None:
+    import re
+
+    for user, query in [("alice", "which editor do I use?"), ("bob", "write a subject line for the quiz")]:
+        ctx = loaded.context(user, query, budget_tokens=400)
+        prompt = ctx.to_prompt()
+        refs = [int(n) for n in re.findall(r"^(\d+)\. ", prompt, flags=re.M)]
+        assert refs == list(range(1, len(ctx.items) + 1)) == sorted(ctx.sources)
+        table = ctx.source_table()
+        for n, item in enumerate(ctx.items, 1):
+            assert ctx.sources[n] == item.sources
+            if item.sources:
+                assert f"[{n}] #{item.sources[0].chunk_id}" in table

@@ -133,3 +133,27 @@ def test_lexicon_helpers():
     assert domain_of("eating fish again") == "diet" and domain_of("switched to Helix") == "editor"
     assert domain_of("vegetarian recipes", frozenset({"seat"})) is None
     assert phrase_key("the window seats on trains") == "window seat train"
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("I usually write Go with gopls and keep tests running in a split.",
+         "Usually writes Go with gopls and keeps tests running in a split"),
+        ("I run and swim every week.", "Runs and swims every week"),
+        ("I have two dogs and walk them daily.", "Has two dogs and walks them daily"),
+        ("I love Go and Rust.", "Loves Go and Rust"),  # nouns after "and" are left alone
+    ],
+)
+def test_coordinated_verbs_agree_with_the_third_person(text, words):
+    from personalize.persona.clauses import render
+
+    assert render(text.rstrip(".")) == words
+
+
+def test_content_words_name_what_a_fact_says_now():
+    from personalize.persona.lexicon import content_words
+
+    assert content_words("Switched to Helix last month") == {"helix"}
+    assert content_words("Eats fish now") == {"fish"}
+    assert "neovim" in content_words("My favorite editor is Neovim, so I'd like to show live code")
