@@ -90,11 +90,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _metadata(text: str | None) -> dict[str, Any] | None:
-    if text is None:
-        return None
+    from personalize.errors import ConfigError
+
     try:
         return parse_where(text)
-    except Exception:
+    except ConfigError:
         raise usage_error("--metadata must be a JSON object, e.g. '{\"project\": \"x\"}'") from None
 
 
