@@ -26,7 +26,7 @@ WRITABLE = {"documents": "text", "messages": "content"}
 #: Read-only kinds derived from the items.
 DERIVED = ("persona", "summaries", "memory")
 _ITEM_KIND = {"documents": "document", "messages": "message"}
-_PAGE = 200
+_PAGE = 1000
 
 
 # ------------------------------------------------------------------ filters

@@ -226,11 +226,15 @@ class PersonalizeStore(BaseStore):
             for k, item, score in self._items.ranked(user_id, writable, op.query, want, op.filter):
                 found.append(self._items.to_item((NAMESPACE_ROOT, label, k), k, item, score, search=True))
         elif writable:
+            listed: list[tuple[str, Any]] = []
             for k in writable:
-                for item in self._items.ordered(user_id, k, op.filter):
-                    found.append(self._items.to_item((NAMESPACE_ROOT, label, k), k, item, search=True))
-                if len(found) >= want:
+                listed += [(k, item) for item in self._items.ordered(user_id, k, op.filter)]
+                if len(listed) >= want:
                     break
+            # Only what this page returns becomes a SearchItem (items before the offset are placeholders).
+            found += [None] * min(op.offset, len(listed))  # type: ignore[list-item]
+            found += [self._items.to_item((NAMESPACE_ROOT, label, k), k, item, search=True)
+                      for k, item in listed[op.offset : want]]
         for k in kinds:
             if k in WRITABLE or (len(found) >= want and not op.query):
                 continue
