@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -91,6 +91,13 @@ def _network_defaults(dsn: str, connect_timeout_s: int, application_name: str) -
     return {k: v for k, v in defaults.items() if k not in given}
 
 
+_SCOPE = "SELECT set_config('personalize.user_id', %s, true), set_config('personalize.scope', %s, true)"
+
+
+def _scope_params(user_id: str | None) -> tuple[str, str]:
+    return (user_id or "", "user" if user_id is not None else "admin")
+
+
 def _is_retryable_race(exc: BaseException) -> bool:
     return getattr(exc, "sqlstate", None) in _RETRY_CODES
 
@@ -137,7 +144,9 @@ class PgConnector:
             timeout=self.wait_s,
             kwargs={
                 "prepare_threshold": None,
-                "autocommit": False,
+                # Transactions are opened by hand (BEGIN and the user's scope in
+                # one round trip); a read is one round trip (see read()).
+                "autocommit": True,
                 **_network_defaults(dsn, connect_timeout_s, application_name),
             },
             configure=self._configure,
@@ -149,8 +158,6 @@ class PgConnector:
     def _configure(self, conn: Any) -> None:
         if self._configure_hook is not None:
             self._configure_hook(conn)
-            if conn.info.transaction_status != 0:  # IDLE
-                conn.commit()
 
     def wait_ready(self) -> None:
         """Block until the pool has a connection, or raise ``StoreUnavailableError``."""
@@ -173,13 +180,13 @@ class PgConnector:
             except BaseException:
                 if not conn.broken:
                     try:
-                        conn.rollback()
+                        conn.execute("ROLLBACK")
                     except Exception:  # the connection died meanwhile; the server rolls back
                         logger.debug("rollback failed on a dying connection")
                 raise
             else:
                 try:
-                    conn.commit()
+                    conn.execute("COMMIT")
                 except Exception as exc:
                     if is_unavailable(exc, conn):
                         # The server may have committed before the connection died:
@@ -198,11 +205,11 @@ class PgConnector:
         finally:
             self._pool.putconn(conn)
 
-    def _begin(self, user_id: str | None) -> Any:
-        """A pooled connection inside a new transaction scoped to ``user_id``.
+    def _with_live_connection(self, first: Callable[[Any], T]) -> tuple[Any, T]:
+        """A pooled connection on which ``first(conn)`` succeeded.
 
         A pooled connection may have died since its last use (a restarted
-        server): its first statement fails, it is discarded and another is
+        server): ``first`` fails, the connection is discarded and another is
         taken (bounded), rather than checking every connection on checkout.
         """
         slow = tries = 0
@@ -210,12 +217,13 @@ class PgConnector:
             conn = self._getconn()
             started = time.monotonic()
             try:
-                conn.execute(
-                    "SELECT set_config('personalize.user_id', %s, true), set_config('personalize.scope', %s, true)",
-                    (user_id or "", "user" if user_id is not None else "admin"),
-                )
-                return conn
+                return conn, first(conn)
             except Exception as exc:
+                if not conn.broken and conn.info.transaction_status != 0:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except Exception:
+                        pass
                 self._pool.putconn(conn)
                 if not is_unavailable(exc, conn):
                     raise
@@ -226,6 +234,36 @@ class PgConnector:
                 if slow >= self.attempts or tries >= self.attempts + self.max_size:
                     raise StoreUnavailableError(f"PostgreSQL is unreachable: {exc}") from exc
                 logger.warning("a pooled PostgreSQL connection was dead; taking another")
+
+    def _begin(self, user_id: str | None) -> Any:
+        """A pooled connection inside a new transaction scoped to ``user_id`` (one round trip)."""
+        from psycopg import ClientCursor
+
+        def begin(conn: Any) -> None:
+            # Client-side binding: BEGIN and the scope go as one simple query.
+            ClientCursor(conn).execute("BEGIN; " + _SCOPE, _scope_params(user_id))
+
+        return self._with_live_connection(begin)[0]
+
+    def read(self, sql: str, params: Sequence[Any], *, user_id: str | None = None) -> list[tuple[Any, ...]]:
+        """One read statement (``%s`` placeholders) scoped to ``user_id``: one round trip.
+
+        The scope and the statement travel as one simple query, which
+        PostgreSQL runs as one implicit transaction, so the ``SET LOCAL``
+        scope applies to the statement and ends with it. Parameters are
+        bound client-side (psycopg's ``ClientCursor``).
+        """
+        from psycopg import ClientCursor
+
+        def go(conn: Any) -> list[tuple[Any, ...]]:
+            cur = ClientCursor(conn)
+            cur.execute(_SCOPE + "; " + sql, (*_scope_params(user_id), *params))
+            cur.nextset()
+            return cur.fetchall()
+
+        conn, rows = self._with_live_connection(go)
+        self._pool.putconn(conn)
+        return rows
 
     def _getconn(self) -> Any:
         import psycopg

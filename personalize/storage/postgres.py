@@ -250,7 +250,12 @@ class PostgresStore(SQLStore):
         return self._db.run(lambda cur: fn(_Cursor(cur)), user_id=user_id)
 
     def query(self, sql: str, params: Sequence[Any] = (), *, user_id: str | None = None) -> list[tuple[Any, ...]]:
-        return self.run(lambda cur: cur.execute(sql, params).fetchall(), user_id=user_id)
+        """One read, scoped to ``user_id``, in one round trip (a lost connection is retried)."""
+        self._check_open()
+        try:
+            return self._db.read(_pg_sql(sql), [_param(p) for p in params], user_id=user_id)
+        except _DataError as exc:
+            raise StoreError(f"PostgreSQL refused a value: {exc}") from exc
 
     def _check_open(self) -> None:
         if self._db.closed:
