@@ -65,6 +65,7 @@ auth = Auth()
 
 _KEYS_LOCK = threading.Lock()
 _KEYS_CACHE: dict[str, Any] = {"path": None, "stamp": None, "keys": {}}
+_PEM_CACHE: dict[str, Any] = {}
 
 
 def _unauthorized(detail: str) -> Auth.exceptions.HTTPException:
@@ -134,13 +135,27 @@ def _user_for_api_key(key: str) -> str:
     return user
 
 
+def _read_pem(path: Path) -> str:
+    """The issuer's public key file, re-read only when it changes (a key rotation needs no restart)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        logger.error("PERSONALIZE_JWT_PUBLIC_KEY names a file that cannot be read; no token is accepted")
+        raise _unauthorized("the token issuer's public key cannot be read on this server") from None
+    stamp = (str(path), stat.st_mtime_ns, stat.st_size)
+    with _KEYS_LOCK:
+        if _PEM_CACHE.get("stamp") != stamp:
+            _PEM_CACHE.update(stamp=stamp, pem=path.read_text(encoding="utf-8"))
+        return _PEM_CACHE["pem"]
+
+
 def _jwt_key() -> tuple[Any, list[str]] | None:
     secret = os.environ.get("PERSONALIZE_JWT_SECRET")
     public = os.environ.get("PERSONALIZE_JWT_PUBLIC_KEY")
     algorithms = [a.strip() for a in os.environ.get("PERSONALIZE_JWT_ALGORITHMS", "").split(",") if a.strip()]
     if public:
         if not public.lstrip().startswith("-----BEGIN"):
-            public = Path(public).expanduser().read_text(encoding="utf-8")
+            public = _read_pem(Path(public).expanduser())
         return public, algorithms or ["RS256", "ES256"]
     if secret:
         return secret, algorithms or ["HS256"]
