@@ -318,21 +318,9 @@ class SQLStore(WritesMixin, ItemsMixin):
         )
         return dict(rows)
 
-    def filtered_chunk_ids(
-        self,
-        user_id: str,
-        *,
-        sources: Sequence[str] | None = None,
-        sessions: Sequence[str] | None = None,
-        kinds: Sequence[str] | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        where: dict[str, Any] | None = None,
-    ) -> np.ndarray:
-        """Chunk ids of ``user_id`` matching every given filter (``None`` = no filter)."""
-        clause, params = self._document_filter(
-            user_id, sources=sources, sessions=sessions, kinds=kinds, since=since, until=until, where=where
-        )
+    def filtered_chunk_ids(self, user_id: str, **filters: Any) -> np.ndarray:
+        """Chunk ids of ``user_id`` matching every given filter (those of :meth:`_document_filter`)."""
+        clause, params = self._document_filter(user_id, **filters)
         rows = self.query(
             f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {clause}", params, user_id=user_id
         )
