@@ -44,14 +44,15 @@ def data_dir_exists(args: argparse.Namespace) -> bool:
     return "://" in str(args.data_dir) or Path(args.data_dir).exists()
 
 
-def open_personalizer(args: argparse.Namespace, *, create: bool = False, **kwargs: Any) -> Any:
+def open_personalizer(args: argparse.Namespace, *, create: bool = True, **kwargs: Any) -> Any:
     """Open the Personalizer of ``--data-dir`` (LLM from the environment when configured).
 
     Args:
         args: the parsed arguments (``data_dir``).
         create: create the data directory when it does not exist (commands that
-            write); otherwise a missing directory is :class:`NotFoundError`, so a
-            mistyped ``--data-dir`` is reported rather than silently created.
+            write). Commands that only read pass ``False``: a missing directory is
+            then :class:`NotFoundError`, so a mistyped ``--data-dir`` is reported
+            rather than silently created.
         **kwargs: passed to :meth:`Personalizer.open`.
     """
     import logging

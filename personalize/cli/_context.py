@@ -36,7 +36,7 @@ def _context(args: argparse.Namespace) -> int:
     if args.budget < 0:
         raise usage_error("--budget must be >= 0")
     extra = {} if args.where is None else {"where": parse_where(args.where)}
-    with open_personalizer(args, **({} if args.use_llm else {"llm": None})) as p:
+    with open_personalizer(args, create=False, **({} if args.use_llm else {"llm": None})) as p:
         require_user(p, args.user)
         ctx = p.context(
             args.user, args.query, task=args.task, budget_tokens=args.budget, sources=args.source,

@@ -138,7 +138,7 @@ def _search(args: argparse.Namespace) -> int:
                               "since": args.since, "until": args.until, "with_context": args.context}
     if args.where is not None:
         kwargs["where"] = parse_where(args.where)
-    with open_personalizer(args, llm=None) as p:
+    with open_personalizer(args, create=False, llm=None) as p:
         require_user(p, args.user)
         hits = p.search(args.user, args.query, k=args.k, **kwargs)
     if args.json:
@@ -161,7 +161,7 @@ def _search(args: argparse.Namespace) -> int:
 def _users(args: argparse.Namespace) -> int:
     users: list[str] = []
     if data_dir_exists(args):
-        with open_personalizer(args, llm=None) as p:
+        with open_personalizer(args, create=False, llm=None) as p:
             users = list(p.users())
     if args.json:
         dump_json(users)
@@ -171,14 +171,14 @@ def _users(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    with open_personalizer(args, llm=None) as p:
+    with open_personalizer(args, create=False, llm=None) as p:
         require_user(p, args.user)
         dump_json(p.stats(args.user))
     return EXIT_OK
 
 
 def _export(args: argparse.Namespace) -> int:
-    with open_personalizer(args, llm=None) as p:
+    with open_personalizer(args, create=False, llm=None) as p:
         require_user(p, args.user)
         data = p.export(args.user)
     if args.output:
@@ -197,7 +197,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _forget(args: argparse.Namespace) -> int:
-    with open_personalizer(args, llm=None) as p:
+    with open_personalizer(args, create=False, llm=None) as p:
         require_user(p, args.user)
         if not args.yes:
             if not sys.stdin.isatty():

@@ -173,7 +173,7 @@ def _docs_list(args: argparse.Namespace) -> int:
         raise usage_error("--limit must be >= 1")
     items: list[Any] = []
     cursor = args.cursor
-    with open_personalizer(args, llm=None) as p:
+    with open_personalizer(args, create=False, llm=None) as p:
         require_user(p, args.user)
         while True:
             page = p.documents.list(args.user, limit=args.limit, cursor=cursor, **_filter_kwargs(args))
@@ -194,7 +194,7 @@ def _docs_list(args: argparse.Namespace) -> int:
 
 
 def _docs_show(args: argparse.Namespace) -> int:
-    with open_personalizer(args, llm=None) as p:
+    with open_personalizer(args, create=False, llm=None) as p:
         require_user(p, args.user)
         item = _resolve(p, args.user, args.id)
     if args.json:
@@ -219,7 +219,7 @@ def _docs_delete(args: argparse.Namespace) -> int:
     if not args.ids and not filters:
         raise usage_error("name the items to delete: IDs or a filter (--session, --source, --since, "
                           "--until, --where, --kind); `personalize forget` deletes a whole user")
-    with open_personalizer(args, llm=None) as p:
+    with open_personalizer(args, create=False, llm=None) as p:
         require_user(p, args.user)
         if args.ids:
             # Resolved first, so an unknown id (exit 3) deletes nothing.
@@ -247,7 +247,7 @@ def _fact_line(fact: Any) -> str:
 
 
 def _facts_list(args: argparse.Namespace) -> int:
-    with open_personalizer(args, llm=None) as p:
+    with open_personalizer(args, create=False, llm=None) as p:
         require_user(p, args.user)
         facts = p.facts.list(args.user, history=args.history)
     if args.json:
@@ -275,14 +275,14 @@ def _facts_add(args: argparse.Namespace) -> int:
 
 
 def _facts_edit(args: argparse.Namespace) -> int:
-    with open_personalizer(args, llm=None) as p:
+    with open_personalizer(args, create=False, llm=None) as p:
         require_user(p, args.user)
         fact = p.facts.edit(args.user, args.fact_id, args.text, category=args.category)
     return _print_fact(args, fact, f"fact {args.fact_id} superseded by")
 
 
 def _facts_delete(args: argparse.Namespace) -> int:
-    with open_personalizer(args, llm=None) as p:
+    with open_personalizer(args, create=False, llm=None) as p:
         require_user(p, args.user)
         p.facts.delete(args.user, args.fact_id)
     if args.json:
@@ -294,7 +294,7 @@ def _facts_delete(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------- sessions
 def _sessions_list(args: argparse.Namespace) -> int:
-    with open_personalizer(args, llm=None) as p:
+    with open_personalizer(args, create=False, llm=None) as p:
         require_user(p, args.user)
         sessions = p.sessions.list(args.user)
     if args.json:
@@ -308,7 +308,7 @@ def _sessions_list(args: argparse.Namespace) -> int:
 
 
 def _sessions_delete(args: argparse.Namespace) -> int:
-    with open_personalizer(args, llm=None) as p:
+    with open_personalizer(args, create=False, llm=None) as p:
         require_user(p, args.user)
         result = p.sessions.delete(args.user, args.session)
     return _print_deleted(args, result)

@@ -64,7 +64,7 @@ def _line(report: Any) -> str:
 
 
 def _refresh(args: argparse.Namespace) -> int:
-    with open_personalizer(args) as p:
+    with open_personalizer(args, create=False) as p:
         for user in args.user or ():
             require_user(p, user)
         if args.all:
@@ -90,7 +90,7 @@ def _refresh(args: argparse.Namespace) -> int:
 
 
 def _persona(args: argparse.Namespace) -> int:
-    with open_personalizer(args, llm=None) as p:
+    with open_personalizer(args, create=False, llm=None) as p:
         require_user(p, args.user)
         facts = p.persona(args.user, history=args.history)
     if args.json:
@@ -108,7 +108,7 @@ def _persona(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    with open_personalizer(args, llm=None) as p:
+    with open_personalizer(args, create=False, llm=None) as p:
         require_user(p, args.user)
         summary = p.summary(args.user, args.task)
         current = p.store.data_version(args.user)
@@ -126,7 +126,7 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _memory(args: argparse.Namespace) -> int:
-    with open_personalizer(args, llm=None) as p:
+    with open_personalizer(args, create=False, llm=None) as p:
         require_user(p, args.user)
         versions = p.memory_history(args.user) if args.history else [m for m in [p.memory(args.user)] if m]
     if args.json:

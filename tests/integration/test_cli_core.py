@@ -251,3 +251,12 @@ def _pdf_with_a_bad_xref(text: str) -> bytes:
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
     return out + b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref + 7)
+
+
+def test_demo_creates_its_data_directory(tmp_path: Path, embedder, capsys) -> None:
+    samples = tmp_path / "samples" / "hana"
+    samples.mkdir(parents=True)
+    (samples / "notes.md").write_text("I am learning Japanese calligraphy and I drink green tea every morning.\n")
+    data = tmp_path / "fresh" / "data"
+    assert main(["--data-dir", str(data), "demo", "--sample-dir", str(samples.parent)]) == EXIT_OK
+    assert "[hana] ingested 1 documents" in capsys.readouterr().out and data.is_dir()
