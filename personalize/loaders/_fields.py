@@ -28,8 +28,11 @@ def validate_metadata(value: Any, *, where: str, source: str) -> dict[str, Any]:
             source=source,
         )
     result = dict(value)
+    if not all(isinstance(key, str) for key in result):
+        # json would turn 1 into "1" and then fail to sort it beside "b" when stored.
+        raise LoaderError(f"{where}: metadata keys must be strings", kind="invalid", source=source)
     try:
-        json.dumps(result, allow_nan=False)
+        json.dumps(result, allow_nan=False, sort_keys=True)
     except (TypeError, ValueError, RecursionError) as exc:
         raise LoaderError(
             f"{where}: metadata must be JSON-serializable ({exc})", kind="invalid", source=source

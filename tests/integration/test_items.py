@@ -336,3 +336,11 @@ def test_search_accepts_iso_strings_bare_strings_and_long_queries(p: Personalize
 def test_bad_ingest_arguments_get_a_clear_error(p: Personalizer, kwargs):
     with pytest.raises(ConfigError):
         p.add_documents("u", ["one", "two", "three"], **kwargs)
+
+
+def test_a_bad_message_fails_alone(p: Personalizer):
+    result = p.add_messages("u", [
+        {"role": "user", "content": "bad metadata", "metadata": {1: "a", "b": 2}},
+        {"role": "user", "content": "a good message"},
+    ])
+    assert result.documents_added == 1 and len(result.errors) == 1 and "metadata" in result.errors[0].error
