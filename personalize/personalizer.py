@@ -242,7 +242,9 @@ class Personalizer(IngestMixin, ItemsMixin, KnowledgeMixin, ContextMixin, AsyncM
         if self.index.synced_version(user_id) == version:
             return
         if version == 0 and not self.store.has_user(user_id):
-            if self.index.has_user(user_id):
+            # (The lexical folder too: with a shared index such as pgvector the
+            # forgetting host already emptied the index, but not our BM25 files.)
+            if self.index.has_user(user_id) or self.lexical._folder(user_id).exists():
                 self._purge_derived(user_id)
             return
         with self._sync_lock:
@@ -355,7 +357,10 @@ class Personalizer(IngestMixin, ItemsMixin, KnowledgeMixin, ContextMixin, AsyncM
         if mmr is not None and not 0.0 <= mmr <= 1.0:
             raise ConfigError("mmr_lambda must be between 0 and 1")
         half_life = as_optional_float(recency_half_life_days, "recency_half_life_days")
-        if not query.strip() or not self.store.has_user(user_id):
+        if not self.store.has_user(user_id):
+            self._ensure_synced(user_id)  # forgotten by another host: drop this host's copies now
+            return []
+        if not query.strip():
             return []
         return self.retriever.search(
             user_id,
