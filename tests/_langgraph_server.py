@@ -8,6 +8,7 @@ module), on a fresh data directory into which the Studio module ingests the samp
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -37,6 +38,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _config_in(work: Path, repo_root: Path) -> Path:
+    """The repository's ``langgraph.json`` with its paths made absolute, written into ``work``.
+
+    ``langgraph dev`` resolves the auth module's path against its working directory;
+    absolute paths let the server run in ``work`` with exactly the repository's entries.
+    """
+    config = json.loads((repo_root / "langgraph.json").read_text())
+
+    def absolute(spec: str) -> str:
+        return str(repo_root / spec[2:]) if spec.startswith("./") else spec
+
+    config["dependencies"] = [str(repo_root) if d == "." else absolute(d) for d in config.get("dependencies", [])]
+    config["graphs"] = {name: absolute(spec) for name, spec in config["graphs"].items()}
+    for section in ("store", "auth"):
+        if section in config:
+            config[section]["path"] = absolute(config[section]["path"])
+    path = work / "langgraph.json"
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
 @contextmanager
 def langgraph_dev(work: Path, repo_root: Path, env_extra: Mapping[str, str]) -> Iterator[str]:
     """Yield the base URL of a ``langgraph dev`` server started with ``env_extra``."""
@@ -55,14 +77,16 @@ def langgraph_dev(work: Path, repo_root: Path, env_extra: Mapping[str, str]) -> 
         LANGSMITH_TRACING="false",
     )
     env.update(env_extra)
+    config = _config_in(work, repo_root)
     log_path = work / "server.log"
     log = log_path.open("w")
-    # langgraph.json names its files (the auth module's too) relative to the working
-    # directory, where the dev server also keeps its state (.langgraph_api/, ignored by git).
+    # The dev server keeps its state (threads, runs, the inmem store) in .langgraph_api/
+    # under its working directory and reloads it at start: the test's own folder, so no
+    # two servers (or test sessions) share it.
     proc = subprocess.Popen(
         [exe, "dev", "--host", "127.0.0.1", "--port", str(port), "--no-browser", "--no-reload",
-         "--config", str(repo_root / "langgraph.json")],
-        cwd=repo_root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+         "--config", str(config)],
+        cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
