@@ -309,3 +309,22 @@ def test_cannot_hand_a_thread_to_another(alice: httpx.Client, bob: httpx.Client)
     patched = alice.patch(f"/threads/{thread['thread_id']}", json={"metadata": {"owner": "bob"}})
     assert patched.status_code == 200 and patched.json()["metadata"]["owner"] == "alice"
     assert bob.get(f"/threads/{thread['thread_id']}").status_code == 404
+
+
+def test_the_langgraph_sdk_client_with_an_api_key(server: str) -> None:
+    """LangGraph's own client sends its api_key as x-api-key: the documented way to call this server."""
+    from langgraph_sdk import get_sync_client
+
+    client = get_sync_client(url=server, api_key=BOB_KEY)
+    ns = ["personalize", "bob", "documents"]
+    client.store.put_item(ns, "sdk-note", {"text": "Bob's spare bib is in the blue drawer.", "via": "sdk"})
+    assert client.store.get_item(ns, "sdk-note")["value"] == {"text": "Bob's spare bib is in the blue drawer.",
+                                                              "via": "sdk"}
+    found = client.store.search_items(ns, query="where is my spare bib", limit=3)["items"]
+    assert found[0]["key"] == "sdk-note"
+    state = client.runs.wait(None, "personalize", input={"query": "What am I allergic to?"})
+    assert state["personal_context"]["user_id"] == "bob"
+    denied = get_sync_client(url=server, api_key=ALICE_KEY)
+    with pytest.raises(httpx.HTTPStatusError) as info:
+        denied.store.get_item(ns, "sdk-note")
+    assert info.value.response.status_code == 403
