@@ -30,13 +30,14 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from typing_extensions import TypedDict
 
+from personalize.errors import ConfigError
 from personalize.integrations.langgraph import (
     PersonalizeStore,
     RunContext,
     create_personalization_graph,
+    run_user_id,
     user_label,
 )
-from personalize.integrations.langgraph._identity import IdentityError, run_user_id
 
 
 @dataclass
@@ -74,7 +75,7 @@ def build_app(personalizer: Any, llm: Any = None, *, store: Any = "default", ser
             return named
         user_id = run_user_id(config)
         if named and named != user_id:
-            raise IdentityError("the run's context names another user; the user is the authenticated identity")
+            raise ConfigError("the run's context names another user; the user is the authenticated identity")
         return user_id
 
     def personalize(state: AppState, runtime: Runtime[AppContext], config: RunnableConfig) -> dict[str, Any]:

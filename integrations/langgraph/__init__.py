@@ -9,7 +9,8 @@
   ``fallback`` store for every other namespace; :func:`user_label` /
   :func:`user_from_label` write a user id as a namespace label.
 - ``personalize.integrations.langgraph.studio``: the graph and store ``langgraph dev``
-  serves, for the authenticated user only (:func:`create_served_graph`);
+  serves, for the authenticated user only (:func:`create_served_graph`;
+  :func:`run_user_id` gives any served graph the run's authenticated user);
   ``personalize.integrations.langgraph.auth``: the server's authentication and
   authorization (``langgraph.json``'s ``"auth"``).
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from personalize.agent.graph import GraphOptions, RunContext, create_personalization_graph
 
+from ._identity import run_user_id
 from ._labels import user_from_label, user_label
 from .served import create_served_graph
 from .store import PersonalizeStore
@@ -28,6 +30,7 @@ __all__ = [
     "RunContext",
     "create_personalization_graph",
     "create_served_graph",
+    "run_user_id",
     "user_from_label",
     "user_label",
 ]

@@ -152,7 +152,8 @@ def _read_pem(path: Path) -> str:
 def _jwt_key() -> tuple[Any, list[str]] | None:
     secret = os.environ.get("PERSONALIZE_JWT_SECRET")
     public = os.environ.get("PERSONALIZE_JWT_PUBLIC_KEY")
-    algorithms = [a.strip() for a in os.environ.get("PERSONALIZE_JWT_ALGORITHMS", "").split(",") if a.strip()]
+    algorithms = [a.strip() for a in os.environ.get("PERSONALIZE_JWT_ALGORITHMS", "").split(",")
+                  if a.strip() and a.strip().lower() != "none"]  # an unsigned token is never accepted
     if public:
         if not public.lstrip().startswith("-----BEGIN"):
             public = _read_pem(Path(public).expanduser())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from personalize.errors import ConfigError
 from personalize.integrations.langgraph import RunContext, create_served_graph
 from personalize.integrations.langgraph._identity import IdentityError
 
@@ -67,7 +68,7 @@ def test_the_demo_app_served_takes_the_identity(loaded, repo_root, monkeypatch: 
     app = module.build_app(loaded, served=True)
     out = app.invoke({"question": "What should I eat before my race?"}, _as("bob"), context=module.AppContext())
     assert "peanut" in out["personal_context"].lower()
-    with pytest.raises(IdentityError):
+    with pytest.raises(ConfigError):
         app.invoke({"question": "What should I eat before my race?"}, _as("alice"), context=module.AppContext("bob"))
     with pytest.raises(IdentityError):
         app.invoke({"question": "What should I eat before my race?"}, context=module.AppContext("bob"))

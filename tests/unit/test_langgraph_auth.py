@@ -115,9 +115,12 @@ def test_jwt_with_a_shared_secret(monkeypatch: pytest.MonkeyPatch) -> None:
                 {**good, "sub": "../etc"}):
         assert _status(lambda b=bad: _authenticate(authorization="Bearer " + jwt.encode(b, secret))) == 401
     assert _status(lambda: _authenticate(authorization="Bearer " + jwt.encode(good, "t" * 48))) == 401
-    # "none" is never an accepted algorithm.
+    # "none" is never an accepted algorithm, even when configured.
     unsigned = jwt.encode(good, None, algorithm="none")
     assert _status(lambda: _authenticate(authorization="Bearer " + unsigned)) == 401
+    monkeypatch.setenv("PERSONALIZE_JWT_ALGORITHMS", "none,HS256")
+    assert _status(lambda: _authenticate(authorization="Bearer " + unsigned)) == 401
+    assert _authenticate(authorization="Bearer " + jwt.encode(good, secret))["identity"] == "a.b@example.com"
 
 
 def test_jwt_with_an_issuer_public_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
