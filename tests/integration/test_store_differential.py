@@ -177,8 +177,8 @@ def _run(store: Any, kind: str, ops: list) -> list:
     return store.batch(ops)
 
 
-# 25 sequences per store engine in `make test`; STORE_DIFF_EXAMPLES=500 for a deeper run.
-@settings(max_examples=int(os.environ.get("STORE_DIFF_EXAMPLES", "25")), deadline=None,
+# 60 sequences per store engine in `make test` (a few seconds each); STORE_DIFF_EXAMPLES=500 for a deeper run.
+@settings(max_examples=int(os.environ.get("STORE_DIFF_EXAMPLES", "60")), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(steps=st.lists(_step, min_size=1, max_size=12))
 def test_personalize_store_answers_as_inmemory_store(personalizer, steps: list) -> None:
