@@ -200,13 +200,30 @@ class ItemAccess:
         return kinds
 
     # writes -------------------------------------------------------------
+    @staticmethod
+    def check(kind: str, key: object, value: object) -> None:
+        """Refuse a write that cannot be stored, before anything of its batch is written.
+
+        Raises:
+            ConfigError: an empty or ``#<number>`` key, a value that is not a dict,
+                or one without its text field.
+        """
+        if not isinstance(key, str) or not key:
+            raise ConfigError("a store key is a non-empty string")
+        if key.startswith("#") and key[1:].isdigit():
+            raise ConfigError("keys '#<number>' name items added without an id; choose another key")
+        if value is None:
+            return
+        if not isinstance(value, Mapping):
+            raise ConfigError("a store value is a dict")
+        field = WRITABLE[kind]
+        if not isinstance(value.get(field), str):
+            raise ConfigError(f"a {kind[:-1]} needs a {field!r} string")
+
     def write(self, user_id: str, kind: str, puts: Sequence[tuple[str, Mapping[str, Any] | None]]) -> None:
         """Apply ``(key, value or None)`` writes of one user's namespace, in order."""
         for key, value in puts:
-            if not isinstance(key, str) or not key:
-                raise ConfigError("a store key is a non-empty string")
-            if key.startswith("#") and key[1:].isdigit():
-                raise ConfigError("keys '#<number>' name items added without an id; choose another key")
+            self.check(kind, key, value)
             existing = self._get_quiet(user_id, key)
             if existing is not None and existing.kind != _ITEM_KIND[kind]:
                 raise ConflictError(f"the key names a {existing.kind} of this user; a key names one item")
@@ -223,12 +240,8 @@ class ItemAccess:
             return None
 
     def _put(self, user_id: str, kind: str, key: str, value: Mapping[str, Any]) -> None:
-        if not isinstance(value, Mapping):
-            raise ConfigError("a store value is a dict")
         field = WRITABLE[kind]
-        text = value.get(field)
-        if not isinstance(text, str):
-            raise ConfigError(f"a {kind[:-1]} needs a {field!r} string")
+        text = value[field]
         metadata = {k: v for k, v in value.items() if k != field}
         if kind == "documents":
             # A str input is always text, never a path: "/etc/hostname" is stored as those 13 characters.

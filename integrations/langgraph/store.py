@@ -120,7 +120,9 @@ class PersonalizeStore(BaseStore):
                 raise ConfigError(f"unsupported store operation {type(op).__name__}")
             namespace = tuple(op.namespace_prefix if isinstance(op, SearchOp) else op.namespace)
             if namespace[:1] == (NAMESPACE_ROOT,) or (isinstance(op, SearchOp) and not namespace):
-                self._parse(namespace, search=isinstance(op, SearchOp), write=isinstance(op, PutOp))
+                _, kind = self._parse(namespace, search=isinstance(op, SearchOp), write=isinstance(op, PutOp))
+                if isinstance(op, PutOp):
+                    self._items.check(kind, op.key, op.value)  # type: ignore[arg-type]
                 own.append(i)
             elif self.fallback is None:
                 raise ConfigError(

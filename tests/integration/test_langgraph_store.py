@@ -249,3 +249,14 @@ def test_an_existing_agent_reads_personal_data_via_runtime_store(loaded) -> None
     assert any("scanpy" in n.lower() for n in out["notes"])
     out = asyncio.run(async_graph.ainvoke({"question": "what am I allergic to?"}, context=_Ctx("bob")))
     assert any("peanut" in n.lower() for n in out["notes"])
+
+
+def test_a_bad_write_fails_its_batch_before_anything_is_written(personalizer) -> None:
+    fallback = InMemoryStore()
+    store = PersonalizeStore(personalizer, fallback=fallback)
+    with pytest.raises(ConfigError):
+        store.batch([PutOp(("memories", "alice"), "m", {"content": "x"}),
+                     PutOp(ns("alice", "documents"), "ok", {"text": "fine"}),
+                     PutOp(ns("alice", "documents"), "bad", {"body": "no text field"})])
+    assert fallback.get(("memories", "alice"), "m") is None
+    assert store.get(ns("alice", "documents"), "ok") is None
