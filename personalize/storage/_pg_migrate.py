@@ -131,7 +131,8 @@ def migrate_sqlite_to_postgres(
     try:
         _copy_embedder(src, dst)
         columns = {t: _common_columns(src, dst, t) for t in TABLES}
-        wanted = list(users) if users is not None else [r[0] for r in src.execute("SELECT user_id FROM users ORDER BY user_id")]
+        wanted = list(users) if users is not None else [
+            r[0] for r in src.execute("SELECT user_id FROM users ORDER BY user_id")]
         for n, user_id in enumerate(wanted, 1):
             key = _progress_key(source_id, user_id)
             if dst.get_meta(key) is not None:
@@ -177,7 +178,9 @@ def _common_columns(src: sqlite3.Connection, dst: Any, table: str) -> list[str]:
     return have
 
 
-def _copy_user(src: sqlite3.Connection, dst: Any, user_id: str, columns: dict[str, list[str]], key: str) -> dict[str, int]:
+def _copy_user(
+    src: sqlite3.Connection, dst: Any, user_id: str, columns: dict[str, list[str]], key: str
+) -> dict[str, int]:
     counts: dict[str, int] = {}
     with dst._db.transaction(user_id) as cur:
         if cur.execute("SELECT 1 FROM users WHERE user_id = %s", (user_id,)).fetchone():

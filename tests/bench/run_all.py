@@ -26,6 +26,7 @@ BENCHES = [
     ("peers", "tests.bench.bench_peers", []),
     ("embedder-quality", "tests.bench.bench_embedder_quality", []),
     ("gpu", "tests.bench.bench_gpu", []),
+    ("storage", "tests.bench.bench_storage", []),
 ]
 
 

@@ -101,9 +101,9 @@ def _owner_store(db):
 
 
 def test_cli_migrate(source: Path, pg_database, capsys):
-    from personalize.cli import _migrate
-
     import argparse
+
+    from personalize.cli import _migrate
 
     parser = argparse.ArgumentParser()
     _migrate.register(parser.add_subparsers())

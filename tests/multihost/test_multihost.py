@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from _postgres import PgUnavailable, start_server
 
 from ._net import Network, netns_unavailable
