@@ -30,6 +30,7 @@ class Live:
     valid_from: float | None
     sources: list[int]
     confidence: float
+    manual: bool = False  # made or edited by hand: wins over extracted facts it contradicts
 
 
 class LiveFacts:
