@@ -25,6 +25,10 @@ class RefreshConfig:
         representatives: items quoted by an extractive summary.
         memory_max_tokens: the bound of every memory version.
         memory_window_tokens: new conversation per memory rewrite call.
+        when_busy: another process or host is refreshing the same user (they
+            share the store's per-user lock): ``"wait"`` for it to finish, then
+            refresh what is still stale, or ``"skip"`` at once
+            (``RefreshReport.skipped_busy``).
         llm_fallback: when an LLM summary fails and the user has no summary for
             that task yet, store the extractive one meanwhile (the failure is
             still reported and retried).
@@ -38,12 +42,15 @@ class RefreshConfig:
     memory_max_tokens: int = 2000
     memory_window_tokens: int = 1500
     llm_fallback: bool = True
+    when_busy: str = "wait"
 
     def __post_init__(self) -> None:
         for name in ("persona_batch_chunks", "llm_input_tokens", "persona_max_attempts",
                      "memory_max_tokens", "memory_window_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
+        if self.when_busy not in ("wait", "skip"):
+            raise ConfigError("RefreshConfig.when_busy must be 'wait' or 'skip'")
         if not 0.0 < self.duplicate_threshold <= 1.0:
             raise ConfigError("duplicate_threshold must be in (0, 1]")
 
@@ -73,6 +80,8 @@ class RefreshReport:
         llm_calls: LLM calls made (a structured call counts once, repairs included).
         seconds: wall time.
         data_version: the user's data version the refresh worked from.
+        skipped_busy: nothing was done: another process or host was refreshing
+            this user and ``RefreshConfig.when_busy`` is ``"skip"``.
     """
 
     user_id: str
@@ -88,6 +97,7 @@ class RefreshReport:
     llm_calls: int = 0
     seconds: float = 0.0
     data_version: int = 0
+    skipped_busy: bool = False
 
     @property
     def ok(self) -> bool:

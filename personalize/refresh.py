@@ -34,6 +34,7 @@ from .embeddings import Embedder, QueryCache
 from .errors import ConfigError, NotFoundError
 from .memory import AgenticMemory
 from .persona import FactRepository, LLMFactExtractor, RuleExtractor
+from .storage import new_call_id
 from .store import Store
 from .summaries import ExtractiveSummarizer, LLMSummarizer, SummaryRepository, load_items
 from .summaries.selection import task_items
@@ -152,14 +153,29 @@ class Refresher:
         if not self.store.has_user(user_id):
             raise NotFoundError("unknown user (ids are case-sensitive)")
         started = time.perf_counter()
-        with self._lock(user_id):
+        wait = self.config.when_busy == "wait"
+        # One refresher per user: threads of this process, then every process
+        # and host sharing the store (a file lock for SQLite, an advisory lock
+        # for PostgreSQL).
+        with self._lock(user_id), self.store.user_lock(user_id, "refresh", wait=wait) as acquired:
+            if not acquired:
+                logger.info("another process is refreshing this user; skipped")
+                return RefreshReport(user_id=user_id, skipped_busy=True, data_version=self.store.data_version(user_id),
+                                     seconds=time.perf_counter() - started)
             run = _Run(user_id, _CountingLLM(self.llm) if self.llm is not None else None,
                        self.store.data_version(user_id))
+            memory_before = self._memory_version(user_id)
             if "persona" in steps:
                 self._persona(run)
             if "summaries" in steps:
                 self._summaries(run, chosen, force)
             memory_version = self._memory(run, force) if "memory" in steps else None
+            if run.added or run.superseded or run.pruned or run.rebuilt or memory_version != memory_before:
+                with self.store.transaction(user_id) as cur:
+                    self.store.record(cur, user_id, "refresh", new_call_id(), "knowledge", {
+                        "facts_added": run.added, "facts_superseded": run.superseded, "facts_pruned": run.pruned,
+                        "summaries_rebuilt": list(run.rebuilt), "memory_version": memory_version,
+                    })
         return RefreshReport(
             user_id=user_id, facts_added=run.added, facts_superseded=run.superseded,
             facts_merged=run.merged, facts_pruned=run.pruned, chunks_read=run.chunks,
@@ -247,6 +263,10 @@ class Refresher:
         if state["mark"] and state["mark"] != _mark(lambda sql, params: self.store.query(sql, params, user_id=user_id), user_id, cursor):
             return True
         return int(np.searchsorted(ids, cursor, side="right")) < state["seen"]
+
+    def _memory_version(self, user_id: str) -> int | None:
+        rows = self.store.query("SELECT MAX(version) FROM memories WHERE user_id = ?", (user_id,), user_id=user_id)
+        return rows[0][0] if rows else None
 
     def failed_steps(self, user_id: str) -> list[RefreshFailure]:
         """Steps whose last attempt failed (they are retried by the next refresh)."""

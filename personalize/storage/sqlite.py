@@ -10,7 +10,6 @@ overwritten rather than left in free pages or old WAL frames.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import sqlite3
@@ -26,7 +25,6 @@ from .base import SQLStore
 
 __all__ = ["SQLiteStore"]
 
-_LOCK_STRIPES = 64
 # SQLite's comparison of one JSON field; json_extract returns SQL values
 # (numbers as numbers, true as 1), so Python parameters compare naturally.
 _OPS = {"$eq": "=", "$ne": "<>", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
@@ -144,14 +142,15 @@ class SQLiteStore(SQLStore):
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @contextmanager
-    def user_lock(self, user_id: str, name: str, *, wait: bool = True) -> Iterator[bool]:
-        """An ``flock`` on one of a fixed set of lock files (no file names any user)."""
+    def user_lock(self, user_id: str, name: str, *, wait: bool | None = True) -> Iterator[bool]:
+        """An ``flock`` on the user's lock file (named by a hash of the id, removed by ``delete_user``)."""
+        from .._ids import user_dir_name
+
         self._lock_dir.mkdir(parents=True, exist_ok=True)
-        stripe = int(hashlib.sha256(f"{name}\x00{user_id}".encode()).hexdigest(), 16) % _LOCK_STRIPES
-        fd = os.open(self._lock_dir / f"{name}-{stripe:02d}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self._lock_dir / f"{user_dir_name(user_id)}.{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait or wait is None else fcntl.LOCK_NB))
             except BlockingIOError:
                 yield False
                 return
@@ -161,6 +160,13 @@ class SQLiteStore(SQLStore):
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+    def delete_user(self, user_id: str) -> None:
+        super().delete_user(user_id)
+        from .._ids import user_dir_name
+
+        for lock in self._lock_dir.glob(f"{user_dir_name(user_id)}.*.lock"):
+            lock.unlink(missing_ok=True)
 
     def close(self) -> None:
         """Checkpoint the WAL and close (idempotent)."""

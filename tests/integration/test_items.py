@@ -344,3 +344,23 @@ def test_a_bad_message_fails_alone(p: Personalizer):
         {"role": "user", "content": "a good message"},
     ])
     assert result.documents_added == 1 and len(result.errors) == 1 and "metadata" in result.errors[0].error
+
+
+def test_one_refresher_per_user_across_processes(tmp_path: Path):
+    """A second Personalizer on the same store (another process or host) skips or waits."""
+    from personalize import RefreshConfig
+
+    root = tmp_path / "d"
+    with Personalizer.open(root, embedder=HashingEmbedder()) as a, \
+            Personalizer.open(root, embedder=HashingEmbedder()) as b:
+        a.add_messages("u", [{"role": "user", "content": "I love hiking."}])
+        b.refresh_config = RefreshConfig(when_busy="skip")
+        with a.store.user_lock("u", "refresh") as held:
+            assert held
+            report = b.refresh("u")
+            assert report.skipped_busy and report.facts_added == 0
+        report = b.refresh("u")
+        assert not report.skipped_busy and report.facts_added >= 1
+        assert [c.operation for c in b.history("u")] == ["add", "refresh"]
+        b.forget("u")
+        assert not list((root / "locks").glob("*.lock")), "forget leaves no lock file of the user"
