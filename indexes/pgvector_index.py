@@ -40,8 +40,12 @@ __all__ = ["DEFAULT_EXACT_THRESHOLD", "PgVectorIndex"]
 
 logger = logging.getLogger(__name__)
 
-#: Users (or allowed-id sets) up to this many vectors are searched exactly.
-DEFAULT_EXACT_THRESHOLD = 5_000
+#: Users (or allowed-id sets) up to this many vectors are searched exactly. Measured
+#: (bench_storage, 384-d MiniLM vectors, one 38.5k-row table, docs/benchmarks.md): exact
+#: 1.5 ms at 2k vectors and 6.9 ms at 5k; HNSW with iterative scan 4.2 ms and 3.1 ms, so
+#: the lines cross near 3k (below it a small user's rows are also too sparse in the
+#: graph for HNSW to find them quickly: 8 ms for 500).
+DEFAULT_EXACT_THRESHOLD = 3_000
 
 _USERS_TABLE = "pz_vector_users"
 _POLICY = (
@@ -252,14 +256,19 @@ class PgVectorIndex:
             params: list[Any] = [user_id] + ([] if allowed is None else [allowed.tolist()])
             if considered <= self.exact_threshold:
                 # An exact scan through the primary key; HNSW is an index scan, so this rules it out.
-                cur.execute("SET LOCAL enable_indexscan = off")
+                cur.execute("SELECT set_config('enable_indexscan', 'off', true)")
                 sql = (f"SELECT chunk_id, embedding <=> %s AS d FROM {self._table}"
                        f" WHERE {where} ORDER BY d LIMIT %s")
             else:
-                cur.execute(f"SET LOCAL hnsw.ef_search = {max(self.ef_search, 2 * k)}")
-                cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-                cur.execute("SET LOCAL enable_bitmapscan = off")
-                cur.execute("SET LOCAL enable_seqscan = off")
+                # Otherwise the planner may prefer the primary key plus a sort (exact,
+                # and slower for large users): no plan but the HNSW scan returns rows
+                # in distance order without a sort. One round trip for the settings.
+                cur.execute(
+                    "SELECT set_config('hnsw.ef_search', %s, true),"
+                    " set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+                    " set_config('enable_sort', 'off', true), set_config('enable_seqscan', 'off', true)",
+                    (str(max(self.ef_search, 2 * k)),),
+                )
                 # relaxed_order may return rows slightly out of order: sort the k again.
                 sql = (f"WITH c AS MATERIALIZED (SELECT chunk_id, embedding <=> %s AS d FROM {self._table}"
                        f" WHERE {where} ORDER BY embedding <=> %s LIMIT %s) SELECT chunk_id, d FROM c ORDER BY d")

@@ -102,14 +102,20 @@ class ShapedEmbedder:
     backend = "bench-shaped"
 
     def __init__(self, sentences: list[str]) -> None:
+        import hashlib
+
         from personalize.embeddings import default_embedder
 
-        model = default_embedder()
-        self.dim = model.dim
-        self.base = {}
-        for start in range(0, len(sentences), 2048):
-            part = sentences[start:start + 2048]
-            self.base.update(zip(part, model.embed(part)))
+        key = hashlib.sha256("\x1e".join(sentences).encode()).hexdigest()[:16]
+        cache = Path(tempfile.gettempdir()) / f"pz-bench-shaped-{key}.npy"  # MiniLM is slow on 2 cores
+        if cache.exists():
+            vectors = np.load(cache)
+        else:
+            model = default_embedder()
+            vectors = np.vstack([model.embed(sentences[i:i + 2048]) for i in range(0, len(sentences), 2048)])
+            np.save(cache, vectors)
+        self.dim = int(vectors.shape[1])
+        self.base = dict(zip(sentences, vectors))
 
     def embed(self, texts: Any) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), np.float32)
@@ -273,7 +279,7 @@ def _uses_hnsw(dsn: str, user: str, query: np.ndarray, index: Any) -> bool:
         else:
             conn.execute(f"SET LOCAL hnsw.ef_search = {index.ef_search}")
             conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            conn.execute("SET LOCAL enable_bitmapscan = off")
+            conn.execute("SET LOCAL enable_sort = off")
             conn.execute("SET LOCAL enable_seqscan = off")
         plan = conn.execute(
             f"EXPLAIN SELECT chunk_id FROM {index._table} WHERE user_id = %s ORDER BY embedding <=> %s LIMIT 10",
