@@ -114,12 +114,16 @@ def _defuse_tags(text: str) -> str:
 
 def clean_text(text: str) -> str:
     """``text`` made safe to quote inside a ``<user_data>`` block (see the module docstring)."""
-    if not text.isascii():
-        text = _INVISIBLE.sub("", text)
-    text = _WS.sub(" ", text).strip()
-    if "[" in text or not text.isascii():
-        text = _REF_LIKE.sub("(", text)
-    if _MAYBE_TAG.search(text) or (not text.isascii() and _MAYBE_TAG.search(unicodedata.normalize("NFKC", text))):
+    if text.isascii():
+        # The common case, kept as cheap as folding alone: no invisible
+        # characters or look-alikes exist in ASCII, and a tag needs a "<".
+        text = _WS.sub(" ", text).strip()
+        if "[" in text:
+            text = _REF_LIKE.sub("(", text)
+        return _defuse_tags(text) if "<" in text else text
+    text = _WS.sub(" ", _INVISIBLE.sub("", text)).strip()
+    text = _REF_LIKE.sub("(", text)
+    if _MAYBE_TAG.search(text) or _MAYBE_TAG.search(unicodedata.normalize("NFKC", text)):
         text = _defuse_tags(text)  # a tag, forwards or reversed, needs a "<" or a look-alike of it
     return text
 
@@ -133,7 +137,7 @@ def speaker_label(name: str, *, from_role: bool = False) -> str:
     label = clean_text(name)[:40].rstrip(":").strip()
     if from_role and label in ("user", "assistant"):
         return label
-    skel = re.sub(r"[^a-z]", "", skeleton(label)[0])
+    skel = re.sub(r"[^a-z]", "", label.lower() if label.isascii() else skeleton(label)[0])
     if skel in _ROLES or any(skel.startswith(r) for r in ("system", "assistant", "developer")):
         return f"\u201c{label.replace(chr(0x201d), '')}\u201d"
     return label
