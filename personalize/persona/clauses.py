@@ -136,6 +136,8 @@ def render(clause: str) -> str:
             s = f"{adverbs}{third_person(verb)}{rest}"
     if re.match(r"^i\b", clause, re.I):
         s = third_person_coordinated(s)  # "I write Go and keep tests running": "...and keeps..."
+        # Emphatic "myself" after the object ("I have a peanut allergy myself and..."): not "themselves".
+        s = re.sub(r"\s+myself(?=\s+(?:and|but|too|as well)\b)", "", s, flags=re.I)
     s = _FILLER.sub("", s)
     s = re.sub(r"\bmy\b", "their", s, flags=re.I)
     s = re.sub(r"\bme\b", "them", s, flags=re.I)

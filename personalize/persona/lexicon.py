@@ -189,7 +189,10 @@ _IRREGULAR = {"have": "has", "do": "does", "go": "goes", "be": "is", "am": "is"}
 _NOT_PRESENT = frozenset(
     "can can't cannot could will would should might must may shall 'd 'll was were had did "
     "took began got gave quit went grew ate drank ran swam rode wrote read left made "
-    "bought found thought felt met".split()
+    "bought found thought felt met built taught brought caught fought sought told sold held kept slept "
+    "spent sent lent meant lost paid said heard stood understood won sat became came forgot saw knew "
+    "flew drew threw wore tore broke chose spoke woke froze stole drove fell hid led fed fled hung dug "
+    "struck".split()
 )
 
 

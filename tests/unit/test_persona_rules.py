@@ -157,3 +157,18 @@ def test_content_words_name_what_a_fact_says_now():
     assert content_words("Switched to Helix last month") == {"helix"}
     assert content_words("Eats fish now") == {"fish"}
     assert "neovim" in content_words("My favorite editor is Neovim, so I'd like to show live code")
+
+
+@pytest.mark.parametrize(
+    ("clause", "words"),
+    [
+        ("I have a severe peanut allergy myself and two students do too",
+         "Has a severe peanut allergy and two students do too"),
+        ("I built it myself", "Built it themselves"),
+        ("I taught myself to code", "Taught themselves to code"),
+    ],
+)
+def test_past_tense_and_emphatic_myself_read_as_sentences(clause, words):
+    from personalize.persona.clauses import render
+
+    assert render(clause) == words
