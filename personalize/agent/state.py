@@ -128,7 +128,7 @@ class GraphOptions:
     default_task: str | None = "chat"
     task_threshold: float = DEFAULT_TASK_THRESHOLD
     default_user_id: str | None = None
-    self_statement_bonus: float = 0.1
+    self_statement_bonus: float = 0.2
     recall_packing: PackingConfig = field(default_factory=lambda: RECALL_PACKING)
     speaker_bonus: float = 0.1
     dating_bonus: float = 0.04
