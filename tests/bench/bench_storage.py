@@ -116,6 +116,7 @@ class ShapedEmbedder:
             np.save(cache, vectors)
         self.dim = int(vectors.shape[1])
         self.base = dict(zip(sentences, vectors))
+        self._model: Any = None
 
     def embed(self, texts: Any) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), np.float32)
@@ -126,8 +127,13 @@ class ShapedEmbedder:
                 continue
             sentence, _, serial = text.rpartition(" #")
             v = self.base.get(sentence)
-            if v is None:
-                raise KeyError("bench texts are corpus sentences with a serial, or held-out queries")
+            if v is None:  # anything else (the planner's task phrases): the model itself, once
+                if self._model is None:
+                    from personalize.embeddings import default_embedder
+
+                    self._model = default_embedder()
+                out[i] = self.base[text] = self._model.embed([text])[0]
+                continue
             noise = np.random.default_rng(int(serial)).normal(size=self.dim)
             w = v / np.linalg.norm(v) + 0.1 * noise / np.sqrt(self.dim)
             out[i] = w / np.linalg.norm(w)
