@@ -1,8 +1,9 @@
 """Vector index backends behind one small protocol (``personalize.indexes``).
 
-``FaissIndex`` (per-user shards, exact or IVF, GPU when present) and
-``ChromaIndex`` (embedded or a Chroma server). Both import their library
-lazily, so ``import personalize`` works with either extra installed.
+``FaissIndex`` (per-user shards, exact or IVF, GPU when present),
+``ChromaIndex`` (embedded or a Chroma server) and ``PgVectorIndex``
+(PostgreSQL + pgvector). Each imports its library lazily, so ``import
+personalize`` works with any one extra installed.
 """
 
 from __future__ import annotations
@@ -10,5 +11,6 @@ from __future__ import annotations
 from .base import VectorIndex
 from .chroma_index import ChromaIndex
 from .faiss_index import FaissIndex
+from .pgvector_index import PgVectorIndex
 
-__all__ = ["ChromaIndex", "FaissIndex", "VectorIndex"]
+__all__ = ["ChromaIndex", "FaissIndex", "PgVectorIndex", "VectorIndex"]

@@ -53,6 +53,7 @@ _GROUPS = (
     "_refresh",
     "_context",
     "_eval",
+    "_migrate",
 )
 
 # Loggers of libraries the CLI uses; shown from -v on (their WARNINGs are
