@@ -140,8 +140,6 @@ class PostgresStore(SQLStore):
         attempts, wait_s: a lost connection is retried this many times, each
             waiting up to ``wait_s`` seconds for a connection, before
             ``StoreUnavailableError``.
-        lock_wait: ``user_lock(..., wait=None)`` waits for the holder when
-            true, else gives up at once (the refresh default).
     """
 
     dialect = "postgresql"
@@ -156,12 +154,10 @@ class PostgresStore(SQLStore):
         pool_max: int = 10,
         attempts: int = 3,
         wait_s: float = 5.0,
-        lock_wait: bool = False,
     ) -> None:
         self.psycopg = import_psycopg()
         self.dsn = dsn
         self.owner_dsn = owner_dsn
-        self.lock_wait = lock_wait
         self._db = PgConnector(dsn, min_size=pool_min, max_size=pool_max, attempts=attempts,
                                wait_s=wait_s, configure=_configure)
         try:
@@ -280,14 +276,13 @@ class PostgresStore(SQLStore):
         """Nothing: deleted rows are invisible at commit; autovacuum reclaims them (module docstring)."""
 
     @contextmanager
-    def user_lock(self, user_id: str, name: str, *, wait: bool | None = None) -> Iterator[bool]:
+    def user_lock(self, user_id: str, name: str, *, wait: bool = True) -> Iterator[bool]:
         """A session advisory lock on (``user_id``, ``name``), held on one pooled connection.
 
         Shared by every host of the database. If that connection is lost the
         server releases the lock; the holder finds out at its next write.
         """
         self._check_open()
-        wait = self.lock_wait if wait is None else wait
         key = f"personalize\x1f{name}\x1f{user_id}"
         conn = self._db._getconn()
         locked = False
