@@ -25,13 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from personalize.errors import MissingDependencyError, StoreError
-
-try:  # the lead adds it to personalize.errors with the storage seam
-    from personalize.errors import StoreUnavailableError
-except ImportError:  # pragma: no cover - until errors.py has it
-    class StoreUnavailableError(StoreError):  # type: ignore[no-redef]
-        """The database cannot be reached (connection lost, server restarting)."""
+from personalize.errors import MissingDependencyError, StoreUnavailableError
 
 __all__ = ["PgConnector", "StoreUnavailableError", "import_psycopg", "is_unavailable"]
 
