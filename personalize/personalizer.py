@@ -232,13 +232,15 @@ class Personalizer(IngestMixin, ItemsMixin, KnowledgeMixin, ContextMixin, AsyncM
             if refresher is not None:  # in-memory copies of the user's facts
                 refresher.facts.forget_cache(user_id)
 
-    def _ensure_synced(self, user_id: str) -> None:
+    def _ensure_synced(self, user_id: str, version: int | None = None) -> None:
         """Reconcile the user's vectors with the store when their versions differ.
 
         A user the store no longer has (forgotten here, or by another process
         or host) has every derived copy on this host removed at this access.
+        ``version`` is the store's data version when the caller just read it.
         """
-        version = self.store.data_version(user_id)
+        if version is None:
+            version = self.store.data_version(user_id)
         if self.index.synced_version(user_id) == version:
             return
         if version == 0 and not self.store.has_user(user_id):
@@ -303,9 +305,9 @@ class Personalizer(IngestMixin, ItemsMixin, KnowledgeMixin, ContextMixin, AsyncM
             self._purge_derived(user_id)
 
     def _dense_search(
-        self, user_id: str, query: np.ndarray, k: int, allowed: np.ndarray | None
+        self, user_id: str, query: np.ndarray, k: int, allowed: np.ndarray | None, version: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        self._ensure_synced(user_id)
+        self._ensure_synced(user_id, version)
         return self.index.search(user_id, query, k, allowed)
 
     # -------------------------------------------------------------- search
@@ -357,8 +359,13 @@ class Personalizer(IngestMixin, ItemsMixin, KnowledgeMixin, ContextMixin, AsyncM
         if mmr is not None and not 0.0 <= mmr <= 1.0:
             raise ConfigError("mmr_lambda must be between 0 and 1")
         half_life = as_optional_float(recency_half_life_days, "recency_half_life_days")
-        if not self.store.has_user(user_id):
-            self._ensure_synced(user_id)  # forgotten by another host: drop this host's copies now
+        # One read answers both "does the user have data" and "which version"
+        # (each read is a round trip to a database server); a user with no
+        # data, or forgotten by another host, has version 0 and this host's
+        # copies are dropped now.
+        version = self.store.data_version(user_id)
+        if version == 0:
+            self._ensure_synced(user_id, 0)
             return []
         if not query.strip():
             return []
@@ -370,6 +377,7 @@ class Personalizer(IngestMixin, ItemsMixin, KnowledgeMixin, ContextMixin, AsyncM
             with_context=with_context,
             mmr_lambda=mmr,
             recency_half_life_days=half_life,
+            version=version,
         )
 
     @staticmethod

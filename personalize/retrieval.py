@@ -106,7 +106,7 @@ class HybridRetriever:
     def __init__(
         self,
         store: Store,
-        dense_search: Callable[[str, np.ndarray, int, np.ndarray | None], tuple[np.ndarray, np.ndarray]],
+        dense_search: Callable[[str, np.ndarray, int, np.ndarray | None, int], tuple[np.ndarray, np.ndarray]],
         lexical: LexicalIndex,
         queries: QueryCache,
         config: RetrievalConfig = RetrievalConfig(),
@@ -135,8 +135,13 @@ class HybridRetriever:
         mmr_lambda: float | None = None,
         recency_half_life_days: float | None = None,
         now: datetime | None = None,
+        version: int | None = None,
     ) -> list[Hit]:
         """The ``k`` best chunks of ``user_id`` for ``query``, best first.
+
+        ``version`` is the user's data version when the caller just read it
+        (one store read less per search; each read is a round trip to a
+        database server). A retry reads it again.
 
         The indexes are read without a snapshot of the store, so a write that
         commits mid-search (an item replaced or deleted) can leave candidates
@@ -148,11 +153,12 @@ class HybridRetriever:
         args = (user_id, query, k, filters, with_context, mmr_lambda, recency_half_life_days, now)
         for _ in range(3):
             gone: list[int] = []
-            hits = self._search_once(*args, gone)
+            hits = self._search_once(*args, gone, version)
             if not gone:
                 return hits
+            version = None
         with self._write_gate:
-            return self._search_once(*args, [])
+            return self._search_once(*args, [], None)
 
     def _search_once(
         self,
@@ -165,6 +171,7 @@ class HybridRetriever:
         recency_half_life_days: float | None,
         now: datetime | None,
         gone: list[int],
+        version: int | None,
     ) -> list[Hit]:
         if k <= 0:
             return []
@@ -184,14 +191,16 @@ class HybridRetriever:
         qvec = self.queries.embed_one(query)
 
         # Dense candidates.
-        d_scores, d_ids = self._dense_search(user_id, qvec[None, :], n_cand, allowed)
+        if version is None:
+            version = self.store.data_version(user_id)
+        d_scores, d_ids = self._dense_search(user_id, qvec[None, :], n_cand, allowed, version)
         dense: dict[int, float] = {int(i): float(s) for i, s in zip(d_ids[0], d_scores[0]) if i >= 0}
 
         # Lexical candidates (full score vector, so every candidate gets a BM25 score).
         bm25: dict[int, float] = {}
         best_bm25 = 0.0
         if cfg.bm25_weight > 0:
-            entry = self.lexical.get(user_id, self.store.data_version(user_id), self._lexical_source)
+            entry = self.lexical.get(user_id, version, self._lexical_source)
             scores = LexicalIndex.scores(entry, tokenize_query(query))
             if len(scores):
                 if allowed is not None:
