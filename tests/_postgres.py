@@ -101,6 +101,9 @@ class PgServer:
         host: the address to listen on (127.0.0.1, or a namespace's address).
         port: ``None`` picks a free one.
         wrap: a command prefix for every server process (``ip netns exec db``).
+            With a prefix, this process cannot reach the server: admin SQL then
+            runs through the bundled ``psql`` inside the prefix, on the
+            namespace's own 127.0.0.1 (the server listens there too).
         hba: extra ``pg_hba.conf`` lines (``trust`` for 127.0.0.1 is always there).
     """
 
@@ -131,9 +134,14 @@ class PgServer:
 
     def _run(self, exe: str, *args: str, timeout: float = 60, check: bool = True,
              wrap: bool = True) -> subprocess.CompletedProcess[str]:
-        cmd = [*(self.wrap if wrap else []), str(self.bin_dir / exe), *args]
+        cmd = [str(self.bin_dir / exe), *args]
         kwargs: dict = {}
-        if self.account is not None:
+        if self.wrap and wrap:
+            # `ip netns exec` needs root: drop privileges after entering the namespace.
+            drop = ([] if self.account is None else
+                    ["setpriv", f"--reuid={self.account[0]}", f"--regid={self.account[1]}", "--clear-groups"])
+            cmd = [*self.wrap, *drop, *cmd]
+        elif self.account is not None:
             kwargs.update(user=self.account[0], group=self.account[1], extra_groups=[])
         env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "LANG": "C", "TZ": "UTC"}
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
@@ -171,7 +179,8 @@ class PgServer:
         return self
 
     def start(self, timeout: float = 60) -> PgServer:
-        opts = [f"-p {self.port}", f"-c listen_addresses={self.host}"]
+        listen = self.host if not self.wrap or self.host == "127.0.0.1" else f"{self.host},127.0.0.1"
+        opts = [f"-p {self.port}", f"-c listen_addresses='{listen}'"]
         opts += [f"-c {k}={v}" for k, v in self.settings.items()]
         proc = self._run("pg_ctl", "-w", "-t", str(int(timeout)), "-D", str(self.data),
                          "-l", str(self.log), "-o", " ".join(opts), "start",
@@ -199,7 +208,25 @@ class PgServer:
     def dsn(self, user: str = "postgres", dbname: str = "postgres") -> str:
         return f"postgresql://{user}@{self.host}:{self.port}/{dbname}"
 
+    def sql(self, statement: str, dbname: str = "postgres") -> str:
+        """Run one admin statement as the superuser (through psql inside the namespace if wrapped)."""
+        if self.wrap:
+            proc = self._run("psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+                             "-p", str(self.port), "-U", "postgres", "-d", dbname, "-c", statement)
+            return proc.stdout.strip()
+        import psycopg
+
+        with psycopg.connect(self.dsn(dbname=dbname), autocommit=True) as conn:
+            cur = conn.execute(statement)
+            return "\n".join("|".join(str(v) for v in row) for row in cur.fetchall()) if cur.description else ""
+
     def setup_roles(self) -> None:
+        if self.wrap:
+            for role in (OWNER_ROLE, APP_ROLE):
+                if not self.sql(f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'"):
+                    self.sql(f"CREATE ROLE {role} LOGIN")
+            self.sql("CREATE EXTENSION IF NOT EXISTS vector", "template1")
+            return
         import psycopg
 
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
@@ -212,21 +239,14 @@ class PgServer:
                 t1.execute("CREATE EXTENSION IF NOT EXISTS vector")
 
     def create_database(self, name: str | None = None) -> PgDatabase:
-        import psycopg
-
         name = name or f"pz_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(self.dsn(), autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name} OWNER {OWNER_ROLE} STRATEGY file_copy")
-        with psycopg.connect(self.dsn(dbname=name), autocommit=True) as conn:
-            # PostgreSQL >= 15: only the database owner may create in public.
-            conn.execute(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}")
+        self.sql(f"CREATE DATABASE {name} OWNER {OWNER_ROLE} STRATEGY file_copy")
+        # PostgreSQL >= 15: only the database owner may create in public.
+        self.sql(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}", name)
         return PgDatabase(self, name)
 
     def drop_database(self, name: str) -> None:
-        import psycopg
-
-        with psycopg.connect(self.dsn(), autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        self.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @dataclass(frozen=True)
