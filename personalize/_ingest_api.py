@@ -159,8 +159,8 @@ class IngestMixin:
         if len(ids) != count:
             raise ConfigError(f"got {len(ids)} ids for {count} inputs")
         for value in ids:
-            if value is not None and (not isinstance(value, str) or not value or len(value) > 512):
-                raise ConfigError("ids must be non-empty str (at most 512 characters) or None")
+            if value is not None and (not isinstance(value, str) or not value or len(value) > 512 or "\x00" in value):
+                raise ConfigError("ids must be non-empty str (at most 512 characters, no NUL) or None")
         return ids
 
     def _check_conflict(self, user_id: str, on_conflict: str, external_ids: list[str]) -> None:

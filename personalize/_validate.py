@@ -9,6 +9,7 @@ clear error wherever it enters.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timezone
@@ -109,6 +110,14 @@ def as_metadata(value: object, name: str = "metadata") -> dict[str, Any]:
     for key in value:
         if not isinstance(key, str):
             raise ConfigError(f"{name} keys must be str, not {type(key).__name__}")
+    try:
+        json.dumps(value, sort_keys=True, allow_nan=False, default=str)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ConfigError(f"{name} must be JSON-serializable ({type(exc).__name__})") from None
+    from .loaders._fields import has_nul
+
+    if has_nul(value):  # PostgreSQL's text and jsonb refuse NUL; both engines must accept the same data
+        raise ConfigError(f"{name} must not contain NUL characters")
     return dict(value)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from ._errors import LoaderError
 
-__all__ = ["clean_text", "optional_id", "validate_metadata"]
+__all__ = ["clean_text", "has_nul", "optional_id", "validate_metadata"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -37,7 +37,20 @@ def validate_metadata(value: Any, *, where: str, source: str) -> dict[str, Any]:
         raise LoaderError(
             f"{where}: metadata must be JSON-serializable ({exc})", kind="invalid", source=source
         ) from exc
+    if has_nul(result):  # PostgreSQL's text and jsonb refuse NUL; both engines must accept the same data
+        raise LoaderError(f"{where}: metadata must not contain NUL characters", kind="invalid", source=source)
     return result
+
+
+def has_nul(value: Any) -> bool:
+    """Whether a JSON-like value holds a NUL character in any key or string."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(has_nul(v) for v in value)
+    return False
 
 
 def optional_id(value: Any, *, field: str, where: str, source: str) -> str | None:

@@ -364,3 +364,11 @@ def test_one_refresher_per_user_across_processes(tmp_path: Path):
         assert [c.operation for c in b.history("u")] == ["add", "refresh"]
         b.forget("u")
         assert not list((root / "locks").glob("*.lock")), "forget leaves no lock file of the user"
+
+
+@pytest.mark.parametrize("kwargs", [{"ids": ["a\x00b"]}, {"metadata": {"k": "v\x00"}}, {"metadata": {"k": ["\x00"]}}])
+def test_nul_in_ids_or_metadata_is_refused_on_every_engine(p: Personalizer, kwargs):
+    with pytest.raises(ConfigError, match="NUL"):
+        p.add_documents("u", ["text"], **kwargs)
+    p.add_documents("u", ["te\x00xt"])  # in text a NUL is dropped, as before
+    assert p.documents.list("u").items[0].text == "text"
