@@ -7,19 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from _scan import files_holding as _scan  # noqa: E402  (tests/ helper)
+
 from personalize import NotFoundError, Personalizer
 
 
-def _scan(root: Path, needles: list[str]) -> dict[str, list[str]]:
-    """Which needles (utf-8 bytes, case-insensitive) occur in which files under root."""
-    found: dict[str, list[str]] = {}
-    for path in root.rglob("*"):
-        if path.is_file():
-            blob = path.read_bytes().lower()
-            hits = [n for n in needles if n.lower().encode() in blob]
-            if hits:
-                found[str(path.relative_to(root))] = hits
-    return found
 
 
 def test_forget_leaves_no_trace_on_disk(loaded: Personalizer, fingerprints, sample_data: Path):

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from _scan import files_holding as _scan  # noqa: E402  (tests/ helper)
+
 from personalize import ConfigError, NotFoundError, Personalizer
 from personalize.errors import ConflictError
 from personalize.testing.hashing_embedder import HashingEmbedder
@@ -201,15 +203,6 @@ def test_delete_selectors(p: Personalizer):
         p.sessions.delete("u", "nope")
 
 
-def _scan(root: Path, needles: list[str]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for path in root.rglob("*"):
-        if path.is_file():
-            blob = path.read_bytes().lower()
-            hits = [n for n in needles if n.lower().encode() in blob]
-            if hits:
-                found[str(path.relative_to(root))] = hits
-    return found
 
 
 def test_delete_cascades_and_leaves_no_residue(tmp_path: Path, embedder):

@@ -10,21 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from _scan import files_holding as _scan  # noqa: E402  (tests/ helper)
+
 from personalize import Personalizer
 
 SECRET_USER = "zoe.q@example"
 SECRET_WORDS = ["quetzalcoatl", "xylophonist", "Zanzibar-Ferry-42", "I'm allergic to kumquats"]
 
 
-def _scan(root: Path, needles: list[str]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for path in root.rglob("*"):
-        if path.is_file():
-            blob = path.read_bytes().lower()
-            hits = [n for n in needles if n.lower().encode() in blob or n.lower().encode("utf-16-le") in blob]
-            if hits:
-                found[str(path.relative_to(root))] = hits
-    return found
 
 
 def _fill(p: Personalizer) -> None:
@@ -45,14 +38,18 @@ def _fill(p: Personalizer) -> None:
     p.export(SECRET_USER)
 
 
+def _index(backend: str):
+    if backend == "faiss":
+        return None
+    pytest.importorskip("chromadb")
+    from personalize.indexes import ChromaIndex
+
+    return lambda d, dim: ChromaIndex(dim, path=d / "chroma")
+
+
 @pytest.mark.parametrize("backend", ["faiss", "chroma"])
 def test_forget_scrubs_every_file(tmp_path: Path, embedder, backend):
-    index = None
-    if backend == "chroma":
-        pytest.importorskip("chromadb")
-        from personalize.indexes import ChromaIndex
-
-        index = lambda d, dim: ChromaIndex(dim, path=d / "chroma")  # noqa: E731
+    index = _index(backend)
     root = tmp_path / "data"
     p = Personalizer.open(root, embedder=embedder, index=index)
     _fill(p)
@@ -72,12 +69,7 @@ def test_forget_scrubs_every_file(tmp_path: Path, embedder, backend):
 def test_item_delete_scrubs_every_file(tmp_path: Path, embedder, backend):
     """Deleting some items leaves none of their text in any file (SQLite pages and WAL,
     vector files, BM25 files); the user's other items and the bystander are intact."""
-    index = None
-    if backend == "chroma":
-        pytest.importorskip("chromadb")
-        from personalize.indexes import ChromaIndex
-
-        index = lambda d, dim: ChromaIndex(dim, path=d / "chroma")  # noqa: E731
+    index = _index(backend)
     root = tmp_path / "data"
     p = Personalizer.open(root, embedder=embedder, index=index)
     _fill(p)
