@@ -92,61 +92,60 @@ def test_messages_with_ids_replace(p: Personalizer):
     assert [i.text for i in p.documents.list("u", kind="message").items] == ["I live in Lisbon"]
 
 
-def test_replace_is_atomic_under_a_concurrent_search_loop(tmp_path: Path):
-    with Personalizer.open(tmp_path / "d", embedder=HashingEmbedder()) as p:
-        p.add_documents("u", ["version zero of the zebra note"], ids=["note"])
-        p.add_documents("u", ["an unrelated document about apples"], ids=["other"])
-        seen: list[int] = []
-        stop = threading.Event()
-        errors: list[BaseException] = []
+def test_replace_is_atomic_under_a_concurrent_search_loop(p: Personalizer):
+    # Every backend of the fixture: FAISS, Chroma, PostgreSQL (+ its FAISS cache or pgvector).
+    p.add_documents("u", ["version zero of the zebra note"], ids=["note"])
+    p.add_documents("u", ["an unrelated document about apples"], ids=["other"])
+    seen: list[int] = []
+    stop = threading.Event()
+    errors: list[BaseException] = []
 
-        def reader() -> None:
-            try:
-                while not stop.is_set():
-                    hits = p.search("u", "zebra note version", k=5)
-                    seen.append(sum("zebra" in h.text for h in hits))
-            except BaseException as exc:  # noqa: BLE001
-                errors.append(exc)
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                hits = p.search("u", "zebra note version", k=5)
+                seen.append(sum("zebra" in h.text for h in hits))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
 
-        thread = threading.Thread(target=reader)
-        thread.start()
-        for n in range(1, 40):
-            p.add_documents("u", [f"version {n} of the zebra note"], ids=["note"])
-        stop.set()
-        thread.join()
-        assert not errors
-        assert seen and set(seen) == {1}, "a search saw both versions or neither"
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for n in range(1, 40):
+        p.add_documents("u", [f"version {n} of the zebra note"], ids=["note"])
+    stop.set()
+    thread.join()
+    assert not errors
+    assert seen and set(seen) == {1}, "a search saw both versions or neither"
 
 
 # ------------------------------------------------------------- list and get
-def test_list_pagination_returns_every_item_once_while_another_thread_writes(tmp_path: Path):
-    with Personalizer.open(tmp_path / "d", embedder=HashingEmbedder()) as p:
-        p.add_documents("u", [f"item number {n}" for n in range(60)], ids=[f"i{n}" for n in range(60)])
-        stop = threading.Event()
+def test_list_pagination_returns_every_item_once_while_another_thread_writes(p: Personalizer):
+    # Every backend of the fixture: FAISS, Chroma, PostgreSQL (+ its FAISS cache or pgvector).
+    p.add_documents("u", [f"item number {n}" for n in range(60)], ids=[f"i{n}" for n in range(60)])
+    stop = threading.Event()
 
-        def writer() -> None:
-            n = 0
-            while not stop.is_set():
-                p.add_documents("u", [f"late item {n}"], ids=[f"late{n}"])
-                n += 1
+    def writer() -> None:
+        n = 0
+        while not stop.is_set():
+            p.add_documents("u", [f"late item {n}"], ids=[f"late{n}"])
+            n += 1
 
-        thread = threading.Thread(target=writer)
-        thread.start()
-        try:
-            got: list[str] = []
-            cursor = None
-            while True:
-                page = p.documents.list("u", limit=7, cursor=cursor)
-                got.extend(i.external_id for i in page.items)
-                if page.next_cursor is None:
-                    break
-                cursor = page.next_cursor
-        finally:
-            stop.set()
-            thread.join()
-        assert len(got) == len(set(got)), "an item was listed twice"
-        assert {f"i{n}" for n in range(60)} <= set(got)
-
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        got: list[str] = []
+        cursor = None
+        while True:
+            page = p.documents.list("u", limit=7, cursor=cursor)
+            got.extend(i.external_id for i in page.items)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+    finally:
+        stop.set()
+        thread.join()
+    assert len(got) == len(set(got)), "an item was listed twice"
+    assert {f"i{n}" for n in range(60)} <= set(got)
 
 def test_get_by_caller_or_internal_id_and_not_found(p: Personalizer):
     p.add_documents("u", ["hello there"], ids=["h"], metadata={"project": "x"})
