@@ -292,11 +292,11 @@ def test_a_str_is_always_text_never_a_path(tmp_path: Path, p: Personalizer, monk
     result = p.add_documents("u", texts)
     assert result.ok and result.documents_added == len(texts)
     assert sorted(i.text for i in p.documents.list("u").items) == sorted(texts)
-    assert not p.search("u", "server secret contents", k=3) or all(
-        "server secret" not in h.text for h in p.search("u", "server secret contents", k=3))
+    assert all("server secret" not in h.text for h in p.search("u", "server secret contents", k=10))
     # Files are read only from os.PathLike (or add_files).
     assert p.add_documents("u", [tmp_path / "secret.txt"]).documents_added == 1
-    assert p.add_files("u", str(tmp_path / "secret.txt"), ids=["f"]).duplicates_skipped in (0, 1)
+    assert p.add_files("u", str(tmp_path / "secret.txt"), ids=["f"]).documents_added == 1  # str path, add_files
+    assert p.documents.get("u", "f").text == "server secret contents"
 
 
 # -------------------------------------------------------------- validation
@@ -315,7 +315,7 @@ def test_bad_search_arguments_get_a_clear_error(p: Personalizer, kwargs, name):
 
 def test_search_accepts_iso_strings_bare_strings_and_long_queries(p: Personalizer):
     p.add_documents("u", ["a note"], ids=["n"])
-    assert p.search("u", "note", since="2000-01-01", sources="<text>") == [] or True
+    assert p.search("u", "note", since="2000-01-01") == []  # an ISO string; the note has no timestamp
     assert p.search("u", "note", sources="<text>")[0].external_id == "n"
     assert p.search("u", "note " * 100_000, k=1)  # cut to the configured length, not 20 s of work
     assert p.search("u", "note \ud800", k=1)  # a lone surrogate is replaced, not a tokenizer TypeError
