@@ -11,7 +11,6 @@ and async calls share one implementation and one validation path.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -20,8 +19,9 @@ __all__ = ["ASYNC_METHODS", "AsyncMixin", "asyncify"]
 T = TypeVar("T")
 
 
-def _twin(name: str, sync: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(sync)
+def _twin(name: str) -> Callable[..., Any]:
+    """``a<name>``: the sync method ``name``, looked up at call time, run in a worker thread."""
+
     async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(getattr(self, name), *args, **kwargs)
 
@@ -35,7 +35,7 @@ def asyncify(*names: str) -> Callable[[type[T]], type[T]]:
 
     def decorate(cls: type[T]) -> type[T]:
         for name in names:
-            setattr(cls, "a" + name, _twin(name, getattr(cls, name)))
+            setattr(cls, "a" + name, _twin(name))
         return cls
 
     return decorate
@@ -53,6 +53,5 @@ class AsyncMixin:
 
 
 for _name in ASYNC_METHODS:
-    setattr(AsyncMixin, "a" + _name, _twin(_name, lambda self, *a, **k: None))
-    getattr(AsyncMixin, "a" + _name).__doc__ = f"Async :meth:`{_name}` (runs in a worker thread)."
+    setattr(AsyncMixin, "a" + _name, _twin(_name))
 del _name

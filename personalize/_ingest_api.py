@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from ._ids import validate_user_id
@@ -98,7 +99,7 @@ class IngestMixin:
         for path in paths:
             if not isinstance(path, (str, os.PathLike)):
                 raise ConfigError(f"paths must be str or os.PathLike, not {type(path).__name__}")
-            converted.append(path if isinstance(path, os.PathLike) else _Path(path))
+            converted.append(path if isinstance(path, os.PathLike) else Path(path))
         return self.add_documents(user_id, converted, ids=ids, metadata=metadata, on_conflict=on_conflict,
                                   progress=progress)
 
@@ -213,12 +214,6 @@ class IngestMixin:
                     )
             except IngestError as exc:
                 errors.append(FileError(getattr(exc, "source", f"<input #{n}>"), str(exc), getattr(exc, "kind", "invalid")))
-
-
-def _Path(value: str) -> os.PathLike[str]:
-    from pathlib import Path
-
-    return Path(value)
 
 
 def _merge_metadata(item: LoadedItem, metadata: Mapping[str, Any], external_id: str | None = None) -> LoadedItem:

@@ -117,24 +117,20 @@ class ItemsMixin:
         return replace(first, text="\n\n".join(i.text for i in items), chunks=sum(i.chunks for i in items))
 
     def select_document_ids(self, user_id: str, *, keys: Sequence[str | int] | None = None, **filters: Any) -> list[int]:
-        """Internal ids of the user's documents matching caller/internal ids and filters."""
-        external = [k for k in keys or () if isinstance(k, str)]
-        internal = [int(k) for k in keys or () if not isinstance(k, str)]
-        out: list[int] = []
+        """Internal ids of the user's documents matching caller/internal ids (any of them) and filters."""
         if keys is None:
-            clause, params = self._document_filter(user_id, **filters)
-            return [int(r[0]) for r in self.query(f"SELECT d.id FROM documents d WHERE {clause}", params,
-                                                  user_id=user_id)]
-        for extra in ({"external_ids": external}, {"doc_ids": internal}):
-            values = next(iter(extra.values()))
-            if not values:
-                continue
+            return self._select_ids(user_id, filters)
+        external = [k for k in keys if isinstance(k, str)]
+        internal = [int(k) for k in keys if not isinstance(k, str)]
+        found: set[int] = set()
+        for column, values in (("external_ids", external), ("doc_ids", internal)):
             for start in range(0, len(values), self.in_batch):
-                part = {k: v[start : start + self.in_batch] for k, v in extra.items()}
-                clause, params = self._document_filter(user_id, **filters, **part)
-                out.extend(int(r[0]) for r in self.query(f"SELECT d.id FROM documents d WHERE {clause}", params,
-                                                         user_id=user_id))
-        return sorted(set(out))
+                found.update(self._select_ids(user_id, {**filters, column: values[start : start + self.in_batch]}))
+        return sorted(found)
+
+    def _select_ids(self, user_id: str, filters: dict[str, Any]) -> list[int]:
+        clause, params = self._document_filter(user_id, **filters)
+        return [int(r[0]) for r in self.query(f"SELECT d.id FROM documents d WHERE {clause}", params, user_id=user_id)]
 
     def sessions(self, user_id: str) -> list[SessionInfo]:
         from .base import from_epoch

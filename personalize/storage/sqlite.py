@@ -10,7 +10,6 @@ overwritten rather than left in free pages or old WAL frames.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import sqlite3
 import threading
@@ -182,5 +181,5 @@ class SQLiteStore(SQLStore):
 
     def describe(self) -> dict[str, Any]:
         """Engine, file and schema version (for ``personalize info`` and logs)."""
-        return {"engine": self.dialect, "path": str(self.path), "schema_version": json.loads(
-            self.get_meta("schema_version") or "0")}
+        return {"engine": self.dialect, "path": str(self.path),
+                "schema_version": int(self.get_meta("schema_version") or 0)}
