@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["EMPTY_IDS", "VectorIndex", "as_id_array", "as_query_matrix"]
+__all__ = ["EMPTY_IDS", "HoldsVectors", "VectorIndex", "as_id_array", "as_query_matrix"]
 
 EMPTY_IDS = np.zeros(0, dtype=np.int64)
 
@@ -76,6 +76,18 @@ class VectorIndex(Protocol):
 
     def close(self) -> None:
         """Persist and release resources."""
+
+
+@runtime_checkable
+class HoldsVectors(Protocol):
+    """An index that keeps exact copies of its vectors on this host (FAISS shards).
+
+    Retrieval then reads a candidate's embedding from the index instead of the
+    store: for a store on a database server that is a round trip saved per search.
+    """
+
+    def vectors(self, user_id: str, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, vectors)`` for those of ``ids`` held for ``user_id`` (others are left out)."""
 
 
 def as_id_array(ids: object) -> np.ndarray:

@@ -406,6 +406,24 @@ class FaissIndex:
             return _GpuCopy(faiss.index_cpu_to_gpu(self._gpu_resources, 0, flat), ids)
         return _GpuCopy(faiss.index_cpu_to_gpu(self._gpu_resources, 0, index), None)
 
+    def vectors(self, user_id: str, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact copies of the held vectors among ``ids`` (flat shards by their id map, IVF by its hash map)."""
+        ids = as_id_array(ids)
+        found: list[int] = []
+        rows: list[np.ndarray] = []
+        with self._locked(user_id, create=False) as shard:
+            if shard is not None:
+                index = shard.index
+                for cid in ids.tolist():
+                    try:
+                        rows.append(index.reconstruct(cid))
+                    except RuntimeError:  # not held (deleted, or never synced here)
+                        continue
+                    found.append(cid)
+        if not rows:
+            return EMPTY_IDS, np.zeros((0, self.dim), np.float32)
+        return np.asarray(found, np.int64), np.vstack(rows).astype(np.float32, copy=False)
+
     def delete(self, user_id: str, ids: np.ndarray) -> None:
         ids = as_id_array(ids)
         if len(ids) == 0:

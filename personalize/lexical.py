@@ -150,6 +150,12 @@ class LexicalIndex:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
+    def loaded_version(self, user_id: str) -> int | None:
+        """The data version of the user's index held in memory (``None``: not loaded); no I/O."""
+        with self._lock:
+            entry = self._loaded.get(user_id)
+            return None if entry is None else entry.version
+
     def get(self, user_id: str, version: int, source: Any) -> _UserBM25:
         """The user's index at ``version``, loading or rebuilding it from ``source``.
 

@@ -42,6 +42,7 @@ from .chunking import Chunker
 from .embeddings import Embedder, QueryCache, backend_of, default_embedder
 from .errors import ConfigError, NotFoundError
 from .ingest import Ingestor, WrittenBatch
+from .indexes.base import HoldsVectors
 from .lexical import LexicalIndex
 from .loaders import LoaderLimits
 from .retrieval import HybridRetriever, RetrievalConfig, SearchFilters
@@ -152,7 +153,8 @@ class Personalizer(IngestMixin, ItemsMixin, KnowledgeMixin, ContextMixin, AsyncM
         self._ingestor_instance: Ingestor | None = None
         self.retriever = HybridRetriever(
             self.store, self._dense_search, self.lexical, self.queries, self.config.retrieval,
-            write_gate=self._sync_lock,
+            write_gate=self._sync_lock, sync=self._ensure_synced,
+            local_vectors=self.index.vectors if isinstance(self.index, HoldsVectors) else None,
         )
         self._drop_orphans()
 
@@ -305,9 +307,8 @@ class Personalizer(IngestMixin, ItemsMixin, KnowledgeMixin, ContextMixin, AsyncM
             self._purge_derived(user_id)
 
     def _dense_search(
-        self, user_id: str, query: np.ndarray, k: int, allowed: np.ndarray | None, version: int | None = None
+        self, user_id: str, query: np.ndarray, k: int, allowed: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        self._ensure_synced(user_id, version)
         return self.index.search(user_id, query, k, allowed)
 
     # -------------------------------------------------------------- search
@@ -359,16 +360,20 @@ class Personalizer(IngestMixin, ItemsMixin, KnowledgeMixin, ContextMixin, AsyncM
         if mmr is not None and not 0.0 <= mmr <= 1.0:
             raise ConfigError("mmr_lambda must be between 0 and 1")
         half_life = as_optional_float(recency_half_life_days, "recency_half_life_days")
-        # One read answers both "does the user have data" and "which version"
-        # (each read is a round trip to a database server); a user with no
-        # data, or forgotten by another host, has version 0 and this host's
-        # copies are dropped now.
-        version = self.store.data_version(user_id)
-        if version == 0:
-            self._ensure_synced(user_id, 0)
-            return []
         if not query.strip():
             return []
+        # Each read is a round trip to a database server. With this host's
+        # indexes of the user in memory, their version is searched unread: the
+        # retriever checks it with the hits' rows and searches again if a write
+        # moved it. Otherwise one read answers "does the user have data" and
+        # "which version"; a user with no data, or forgotten by another host,
+        # has version 0 and this host's copies are dropped now.
+        version = self.lexical.loaded_version(user_id)
+        if version is None:
+            version = self.store.data_version(user_id)
+            if version == 0:
+                self._ensure_synced(user_id, 0)
+                return []
         return self.retriever.search(
             user_id,
             query,

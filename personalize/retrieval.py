@@ -95,12 +95,16 @@ class HybridRetriever:
     """Searches one user's chunks with dense and BM25 retrieval, fused.
 
     Args:
-        store: the SQLite store (rows, embeddings, filters).
-        dense_search: ``(user_id, query_vector, k, allowed_ids) -> (scores, ids)``,
-            called after the caller made sure the vector index is in sync.
+        store: the store (rows, embeddings, filters).
+        dense_search: ``(user_id, query_vector, k, allowed_ids) -> (scores, ids)``.
         lexical: the BM25 indexes.
         queries: the query-embedding cache.
         config: ranking configuration.
+        write_gate: held by this process's writers from commit until the indexes caught up.
+        sync: ``(user_id, version)`` brings the vector index to that data version
+            (version 0: the user is gone, drop every derived copy).
+        local_vectors: ``(user_id, ids) -> (ids, vectors)``, embeddings the vector
+            index holds on this host; the store is read for the rest.
     """
 
     def __init__(
@@ -111,12 +115,16 @@ class HybridRetriever:
         queries: QueryCache,
         config: RetrievalConfig = RetrievalConfig(),
         write_gate: Any = None,
+        sync: Callable[[str, int], None] | None = None,
+        local_vectors: Callable[[str, list[int]], tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         self.store = store
         self._dense_search = dense_search
         self.lexical = lexical
         self.queries = queries
         self.config = config
+        self._sync = sync
+        self._local_vectors = local_vectors
         # Held by this process's writers from their commit until the indexes
         # caught up; a search that kept meeting concurrent writes takes it once.
         self._write_gate = write_gate if write_gate is not None else contextlib.nullcontext()
@@ -139,26 +147,29 @@ class HybridRetriever:
     ) -> list[Hit]:
         """The ``k`` best chunks of ``user_id`` for ``query``, best first.
 
-        ``version`` is the user's data version when the caller just read it
-        (one store read less per search; each read is a round trip to a
-        database server). A retry reads it again.
+        ``version`` is the data version the caller expects: read from the store
+        just now, or the version of this host's cached indexes, unread (each
+        read is a round trip to a database server). Either way the winners'
+        rows are read together with the user's current version, in one
+        statement: if that differs, a write committed since (here or on another
+        host) and the search runs again at the new version, so stale caches are
+        caught by the read a search needs anyway. A user who is gone (version
+        0) gets no hits and this host's copies are dropped.
 
         The indexes are read without a snapshot of the store, so a write that
         commits mid-search (an item replaced or deleted) can leave candidates
         whose rows are gone while their new versions are not yet indexed. Such
-        a search runs again against the new data version; after a few such
-        runs it waits for this process's writers, so a reader sees the old
-        version or the new one, never neither.
+        a search also runs again; after a few runs it waits for this process's
+        writers, so a reader sees the old version or the new one, never neither.
         """
         args = (user_id, query, k, filters, with_context, mmr_lambda, recency_half_life_days, now)
         for _ in range(3):
-            gone: list[int] = []
-            hits = self._search_once(*args, gone, version)
-            if not gone:
+            hits, again = self._search_once(*args, version)
+            if again is None:
                 return hits
-            version = None
+            version = again if again >= 0 else None
         with self._write_gate:
-            return self._search_once(*args, [], None)
+            return self._search_once(*args, None)[0]
 
     def _search_once(
         self,
@@ -170,30 +181,34 @@ class HybridRetriever:
         mmr_lambda: float | None,
         recency_half_life_days: float | None,
         now: datetime | None,
-        gone: list[int],
         version: int | None,
-    ) -> list[Hit]:
+    ) -> tuple[list[Hit], int | None]:
+        """One search at ``version``; and ``None``, or the version to search again at (-1: read it)."""
         if k <= 0:
-            return []
+            return [], None
         cfg = self.config
         if k > 64:
             # No more hits than the user has chunks: a large k must not size the
             # candidate pools (one count, skipped for the usual small k).
             k = min(k, self.store.chunk_count(user_id))
             if k <= 0:
-                return []
+                return [], None
         mmr_lambda = cfg.mmr_lambda if mmr_lambda is None else mmr_lambda
         half_life = cfg.recency_half_life_days if recency_half_life_days is None else recency_half_life_days
         allowed = self.store.filtered_chunk_ids(user_id, **filters.__dict__) if filters.active else None
         if allowed is not None and len(allowed) == 0:
-            return []
+            return [], None
         n_cand = max(cfg.candidates, cfg.candidates_per_hit * k)
         qvec = self.queries.embed_one(query)
 
         # Dense candidates.
         if version is None:
             version = self.store.data_version(user_id)
-        d_scores, d_ids = self._dense_search(user_id, qvec[None, :], n_cand, allowed, version)
+        if self._sync is not None:
+            self._sync(user_id, version)
+        if version == 0:
+            return [], None
+        d_scores, d_ids = self._dense_search(user_id, qvec[None, :], n_cand, allowed)
         dense: dict[int, float] = {int(i): float(s) for i, s in zip(d_ids[0], d_scores[0]) if i >= 0}
 
         # Lexical candidates (full score vector, so every candidate gets a BM25 score).
@@ -219,22 +234,21 @@ class HybridRetriever:
 
         candidate_ids = list(dict.fromkeys([*dense, *bm25]))
         if not candidate_ids:
-            return []
-        # BM25-only candidates need their cosine: from the stored embeddings.
-        missing = [c for c in candidate_ids if c not in dense]
-        vectors: dict[int, np.ndarray] = {}
-        if missing or (mmr_lambda is not None and mmr_lambda < 1.0):
-            ids, vecs = self.store.embeddings(user_id, candidate_ids if mmr_lambda is not None else missing)
-            vectors = {int(i): v for i, v in zip(ids, vecs)}
-            for c in missing:
-                if c in vectors:
-                    dense[c] = float(vectors[c] @ qvec)
+            # Nothing matched: the check below never runs, so a stale cache is caught here.
+            current = self.store.data_version(user_id)
+            return [], None if current == version else current
+        # BM25-only candidates need their cosine, MMR every candidate's vector.
+        diversify = mmr_lambda is not None and mmr_lambda < 1.0
+        vectors = self._vectors(user_id, candidate_ids if diversify else [c for c in candidate_ids if c not in dense])
+        for c, v in vectors.items():
+            dense.setdefault(c, float(v @ qvec))
 
         w = cfg.bm25_weight
         fused: dict[int, float] = {}
+        stale = False
         for cid in candidate_ids:
             if cid not in dense:  # no stored row: deleted since the index was read
-                gone.append(cid)
+                stale = True
                 continue
             lexical = bm25.get(cid, 0.0) / best_bm25 if best_bm25 > 0 else 0.0
             fused[cid] = (1.0 - w) * dense[cid] + w * lexical
@@ -247,25 +261,45 @@ class HybridRetriever:
             ranked = _reserve_dense_slots(ranked, dense, k, cfg.dense_share)
         if mmr_lambda is not None and mmr_lambda < 1.0:
             ranked = _mmr(ranked, fused, vectors, mmr_lambda, k)
-        # Rows are read for the winners only; an id whose row is gone (a
-        # concurrent delete) is skipped, so nothing is ever half-visible.
+        # Rows are read for the winners only, with the user's current version
+        # (one statement). A moved version or a row that is gone (a concurrent
+        # write) sends the search round again; nothing is ever half-visible.
         hits: list[Hit] = []
+        moved: int | None = None
         start = 0
         while len(hits) < k and start < len(ranked):
             batch = ranked[start : start + k - len(hits) + 2]
             start += len(batch)
-            chunks = self.store.chunks(user_id, batch)
+            chunks, current = self.store.chunks_at_version(user_id, batch)
+            if current != version:
+                moved = current
             for cid in batch:
                 chunk = chunks.get(cid)
                 if chunk is None:
-                    gone.append(cid)
+                    stale = True
                     continue
                 if len(hits) >= k:
                     continue
                 context = self.store.session_neighbors(chunk, with_context) if with_context else ()
                 hits.append(Hit(chunk=chunk, score=fused[cid], dense_score=dense.get(cid),
                                 bm25_score=bm25.get(cid), context=context))
-        return hits
+        if moved is not None:
+            return hits, moved
+        return hits, (-1 if stale else None)
+
+    def _vectors(self, user_id: str, ids: list[int]) -> dict[int, np.ndarray]:
+        """Embeddings of ``ids``: from this host's vector index where it holds them, else the store."""
+        if not ids:
+            return {}
+        out: dict[int, np.ndarray] = {}
+        if self._local_vectors is not None:
+            held, vecs = self._local_vectors(user_id, ids)
+            out = {int(i): v for i, v in zip(held, vecs)}
+        rest = [c for c in ids if c not in out]
+        if rest:
+            held, vecs = self.store.embeddings(user_id, rest)
+            out.update((int(i), v) for i, v in zip(held, vecs))
+        return out
 
 
 def _reserve_dense_slots(ranked: list[int], dense: dict[int, float], k: int, share: float) -> list[int]:

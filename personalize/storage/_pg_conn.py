@@ -20,7 +20,9 @@ scan for an exact one, so statements are never prepared (``prepare_threshold=Non
 from __future__ import annotations
 
 import logging
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -92,6 +94,10 @@ def _scope_params(user_id: str | None) -> tuple[str, str]:
     return (user_id or "", "user" if user_id is not None else "admin")
 
 
+#: Named statements each pooled connection keeps at most (a bound on server memory).
+MAX_PREPARED = 32
+
+
 def _is_retryable_race(exc: BaseException) -> bool:
     return getattr(exc, "sqlstate", None) in _RETRY_CODES
 
@@ -130,6 +136,9 @@ class PgConnector:
         self.backoff_s = float(backoff_s)
         self.max_size = int(max_size)
         self._configure_hook = configure
+        # Per connection: statement text -> the name it is prepared under there.
+        self._prepared: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
+        self._prepared_lock = threading.Lock()
         self._pool = ConnectionPool(
             dsn,
             min_size=min_size,
@@ -239,25 +248,51 @@ class PgConnector:
 
         return self._with_live_connection(begin)[0]
 
-    def read(self, sql: str, params: Sequence[Any], *, user_id: str | None = None) -> list[tuple[Any, ...]]:
+    def read(
+        self, sql: str, params: Sequence[Any], *, user_id: str | None = None, prepared: str | None = None
+    ) -> list[tuple[Any, ...]]:
         """One read statement (``%s`` placeholders) scoped to ``user_id``: one round trip.
 
         The scope and the statement travel as one simple query, which
         PostgreSQL runs as one implicit transaction, so the ``SET LOCAL``
         scope applies to the statement and ends with it. Parameters are
         bound client-side (psycopg's ``ClientCursor``).
+
+        ``prepared`` is the same statement with ``$1, $2, ...`` placeholders,
+        for reads every search makes: it is prepared on each connection at its
+        first use and then run by name (``EXECUTE``), so the server plans it
+        once per connection instead of once per call.
         """
         from psycopg import ClientCursor
 
         def go(conn: Any) -> list[tuple[Any, ...]]:
             cur = ClientCursor(conn)
-            cur.execute(_SCOPE + "; " + sql, (*_scope_params(user_id), *params))
+            name = self._prepared_name(conn, cur, prepared) if prepared else None
+            statement = sql if name is None else f"EXECUTE {name}({', '.join(['%s'] * len(params))})"
+            cur.execute(_SCOPE + "; " + statement, (*_scope_params(user_id), *params))
             cur.nextset()
             return cur.fetchall()
 
         conn, rows = self._with_live_connection(go)
         self._pool.putconn(conn)
         return rows
+
+    def _prepared_name(self, conn: Any, cur: Any, statement: str) -> str | None:
+        """The name ``statement`` is prepared under on ``conn``, preparing it now if needed.
+
+        ``None`` once the connection holds ``MAX_PREPARED`` statements. A new
+        connection (after a server restart, say) starts with none.
+        """
+        with self._prepared_lock:
+            names = self._prepared.setdefault(conn, {})
+            name = names.get(statement)
+            if name is not None or len(names) >= MAX_PREPARED:
+                return name
+            name = f"pz_read_{len(names)}"
+        cur.execute(f"PREPARE {name} AS {statement}")  # a failure leaves it unregistered
+        with self._prepared_lock:
+            names[statement] = name
+        return name
 
     def _getconn(self) -> Any:
         import psycopg

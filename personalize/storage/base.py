@@ -126,8 +126,13 @@ class SQLStore(WritesMixin, ItemsMixin):
         """A write transaction, all or nothing, scoped to ``user_id`` (``None``: admin scope)."""
         raise NotImplementedError
 
-    def query(self, sql: str, params: Sequence[Any] = (), *, user_id: str | None = None) -> list[tuple[Any, ...]]:
-        """Run a read query (scoped to ``user_id`` where the engine enforces it) and return all rows."""
+    def query(
+        self, sql: str, params: Sequence[Any] = (), *, user_id: str | None = None, prepared: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """Run a read query (scoped to ``user_id`` where the engine enforces it) and return all rows.
+
+        ``prepared``: a read every search makes; the engine may keep its plan.
+        """
         raise NotImplementedError
 
     def _next_version(self, cur: Cursor) -> int:
@@ -155,7 +160,7 @@ class SQLStore(WritesMixin, ItemsMixin):
 
     # ----------------------------------------------------------------- plumbing
     def _query_in(
-        self, sql: str, user_id: str, values: Sequence[Any], batch: int | None = None
+        self, sql: str, user_id: str, values: Sequence[Any], batch: int | None = None, prepared: bool = False
     ) -> Iterator[tuple[Any, ...]]:
         """Rows of ``sql`` for ``values``, in batches under the engine's bound-parameter limit.
 
@@ -165,7 +170,8 @@ class SQLStore(WritesMixin, ItemsMixin):
         batch = batch or self.in_batch
         for start in range(0, len(values), batch):
             part = values[start : start + batch]
-            yield from self.query(sql.format(marks=",".join("?" * len(part))), (user_id, *part), user_id=user_id)
+            yield from self.query(sql.format(marks=",".join("?" * len(part))), (user_id, *part), user_id=user_id,
+                                  prepared=prepared)
 
     # --------------------------------------------------------------------- meta
     def get_meta(self, key: str) -> str | None:
@@ -294,6 +300,35 @@ class SQLStore(WritesMixin, ItemsMixin):
             user_id, [int(i) for i in ids],
         )
         return {row[0]: row_to_chunk(row) for row in rows}
+
+    def chunks_at_version(self, user_id: str, ids: Sequence[int]) -> tuple[dict[int, Chunk], int]:
+        """``chunks(user_id, ids)`` and the user's data version, read together (one statement per batch).
+
+        A search that ran on this host's cached indexes without reading the
+        version first checks them here: the rows and the version come from one
+        snapshot, so the same version means no write happened since the
+        indexes were built. Version 0: the user is gone. -1: batches saw
+        different versions (a write committed between them).
+        """
+        if not len(ids):
+            return {}, self.data_version(user_id)
+        found: dict[int, Chunk] = {}
+        versions: set[int] = set()
+        # The users row drives the join: a user with none of these chunks still
+        # gives one row (the version), a user who is gone gives none.
+        for row in self._query_in(
+            f"SELECT u.data_version, {CHUNK_COLUMNS} "
+            "FROM (SELECT user_id, data_version FROM users WHERE user_id = ?) u "
+            "LEFT JOIN chunks c ON c.user_id = u.user_id AND c.id IN ({marks}) "
+            "LEFT JOIN documents d ON d.id = c.doc_id",
+            user_id, [int(i) for i in ids], prepared=True,
+        ):
+            versions.add(int(row[0]))
+            if row[1] is not None:
+                found[row[1]] = row_to_chunk(row[1:])
+        if not versions:
+            return found, 0
+        return found, versions.pop() if len(versions) == 1 else -1
 
     def provenance(self, user_id: str, ids: Sequence[int]) -> dict[int, tuple[int, str | None, str | None]]:
         """``{chunk id: (document id, caller's external id, source)}`` for ``user_id``'s chunks among ``ids``.

@@ -55,6 +55,13 @@ def _pg_sql(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
+@functools.lru_cache(maxsize=256)
+def _pg_numbered(sql: str) -> str:
+    """Shared SQL with PostgreSQL's own ``$1, $2, ...`` placeholders (for ``PREPARE``)."""
+    parts = sql.split("?")
+    return "".join(part + (f"${n}" if n < len(parts) else "") for n, part in enumerate(parts, 1))
+
+
 try:
     from psycopg import DataError as _DataError
 except ImportError:  # pragma: no cover - import_psycopg() raises the actionable error
@@ -245,11 +252,14 @@ class PostgresStore(SQLStore):
         self._check_open()
         return self._db.run(lambda cur: fn(_Cursor(cur)), user_id=user_id)
 
-    def query(self, sql: str, params: Sequence[Any] = (), *, user_id: str | None = None) -> list[tuple[Any, ...]]:
+    def query(
+        self, sql: str, params: Sequence[Any] = (), *, user_id: str | None = None, prepared: bool = False
+    ) -> list[tuple[Any, ...]]:
         """One read, scoped to ``user_id``, in one round trip (a lost connection is retried)."""
         self._check_open()
         try:
-            return self._db.read(_pg_sql(sql), [_param(p) for p in params], user_id=user_id)
+            return self._db.read(_pg_sql(sql), [_param(p) for p in params], user_id=user_id,
+                                 prepared=_pg_numbered(sql) if prepared else None)
         except _DataError as exc:
             raise StoreError(f"PostgreSQL refused a value: {exc}") from exc
 

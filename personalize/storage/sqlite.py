@@ -110,7 +110,10 @@ class SQLiteStore(SQLStore):
             else:
                 cur.execute("COMMIT")
 
-    def query(self, sql: str, params: Sequence[Any] = (), *, user_id: str | None = None) -> list[tuple[Any, ...]]:
+    def query(
+        self, sql: str, params: Sequence[Any] = (), *, user_id: str | None = None, prepared: bool = False
+    ) -> list[tuple[Any, ...]]:
+        # (sqlite3 keeps every recent statement compiled: ``prepared`` changes nothing here.)
         with self._lock:
             if self._closed:
                 raise StoreError("the store is closed")

@@ -36,6 +36,22 @@ def test_ivf_upgrade_keeps_results_and_supports_delete(tmp_path):
     assert set(ids[0][ids[0] >= 0].tolist()) <= {101, 102}
 
 
+@pytest.mark.parametrize("n", [200, 3000])  # a flat shard, then an IVF one
+def test_vectors_gives_exact_copies_of_held_vectors_only(tmp_path, n):
+    from personalize.indexes.base import HoldsVectors
+
+    data = _data(n)
+    index = FaissIndex(tmp_path, DIM, ann_threshold=1000)
+    assert isinstance(index, HoldsVectors)
+    index.add("u1", np.arange(1, n + 1), data)
+    index.add("u2", np.array([n + 1]), data[:1])
+    index.delete("u1", np.array([5]))
+    ids, vectors = index.vectors("u1", np.array([7, 5, 3, n + 1, 10**9]))  # 5 deleted, n+1 is u2's
+    assert ids.tolist() == [7, 3]
+    assert np.array_equal(vectors, data[[6, 2]])
+    assert index.vectors("nobody", np.array([1]))[0].size == 0
+
+
 def test_lru_eviction_under_memory_cap(tmp_path):
     cap = 250 * DIM * 4  # room for about two shards of 100 vectors
     index = FaissIndex(tmp_path, DIM, memory_cap_bytes=cap)

@@ -54,6 +54,35 @@ def test_a_query_that_forgot_where_user_id_reads_only_the_scoped_user(pg_store, 
     assert pg_store.users() == ["alice", "bob"]
 
 
+def test_a_prepared_read_is_scoped_at_each_run_and_bounded_per_connection(pg_store):
+    """A hot read is planned once per connection and run by name: the plan is shared by every
+    user, the row-level security scope is not; past the per-connection bound reads go unprepared."""
+    from personalize.storage._pg_conn import MAX_PREPARED
+
+    _write_chunk(pg_store, "alice", "alice's secret")
+    _write_chunk(pg_store, "bob", "bob's secret")
+    no_where = "SELECT user_id, text FROM chunks WHERE text <> ?"
+    for _ in range(3):  # prepared at the first run, then executed by name, the scope set each time
+        assert pg_store.query(no_where, ("-",), user_id="alice", prepared=True) == [("alice", "alice's secret")]
+        assert pg_store.query(no_where, ("-",), user_id="bob", prepared=True) == [("bob", "bob's secret")]
+    held = list(pg_store._db._prepared.values())
+    assert held and all(no_where.replace("?", "$1") in statements for statements in held)
+    for n in range(MAX_PREPARED + 5):  # more distinct statements than one connection keeps
+        assert pg_store.query(f"SELECT ? + {n}", (1,), user_id="alice", prepared=True) == [(1 + n,)]
+    assert all(len(held) <= MAX_PREPARED for held in pg_store._db._prepared.values())
+
+
+def test_chunks_at_version_reads_rows_and_version_in_one_snapshot(pg_store):
+    _write_chunk(pg_store, "alice", "one")
+    _write_chunk(pg_store, "bob", "two")
+    alice_ids = [r[0] for r in pg_store.query("SELECT id FROM chunks WHERE user_id = ?", ("alice",), user_id="alice")]
+    bob_ids = [r[0] for r in pg_store.query("SELECT id FROM chunks WHERE user_id = ?", ("bob",), user_id="bob")]
+    chunks, version = pg_store.chunks_at_version("alice", alice_ids + bob_ids)
+    assert [c.text for c in chunks.values()] == ["one"] and version == pg_store.data_version("alice") > 0
+    assert pg_store.chunks_at_version("alice", bob_ids) == ({}, version)  # none of hers: still the version
+    assert pg_store.chunks_at_version("carol", alice_ids) == ({}, 0)  # no such user
+
+
 def test_facts_stamp_trigger_moves_per_user_and_never_repeats(pg_store):
     def stamp(user: str) -> int | None:
         rows = pg_store.query("SELECT version FROM fact_versions WHERE user_id = ?", (user,), user_id=user)

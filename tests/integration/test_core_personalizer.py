@@ -242,3 +242,38 @@ def test_chroma_backend_end_to_end(embedder, tmp_path: Path):
         assert all(h.chunk.user_id == "bob" for h in p.search("bob", "bees", k=5))
         p.forget("alice")
         assert p.search("alice", "bees") == [] and p.index.count("alice") == 0
+
+
+def test_a_warm_search_reads_once_and_still_sees_every_other_hosts_change(open_personalizer, tmp_path: Path):
+    """A warm search does not read the data version first (one store read in all, the hits'
+    rows with the version): a write, a delete, a forget and a new incarnation of the user made
+    by another instance (another host on PostgreSQL, another process on SQLite) still show in
+    the very next search."""
+    a = open_personalizer()
+    b = open_personalizer(cache_dir=tmp_path / "host-b") if open_personalizer.engine != "sqlite" else open_personalizer()
+    a.add_documents("u", ["Apples are red and crisp."], ids=["apples"])
+    assert [h.text for h in b.search("u", "red fruit", k=3)] == ["Apples are red and crisp."]
+
+    reads = []
+    query = b.store.query
+
+    def counting(*args, **kwargs):
+        reads.append(args[0])
+        return query(*args, **kwargs)
+
+    b.store.query = counting
+    assert [h.text for h in b.search("u", "crisp apples", k=3)] == ["Apples are red and crisp."]
+    assert len(reads) == 1, reads  # warm: the hits' rows and the version, one statement
+
+    a.add_documents("u", ["Bananas are yellow and soft."], ids=["bananas"])
+    assert {h.text for h in b.search("u", "fruit", k=5)} == {"Apples are red and crisp.", "Bananas are yellow and soft."}
+    a.add_documents("u", ["Apples are green and sour."], ids=["apples"])  # a replace
+    assert {h.text for h in b.search("u", "apples", k=5)} == {"Apples are green and sour.", "Bananas are yellow and soft."}
+    a.documents.delete("u", ids=["bananas"])
+    assert [h.text for h in b.search("u", "bananas", k=5)] == ["Apples are green and sour."]
+
+    a.forget("u")
+    assert b.search("u", "apples", k=5) == []
+    assert b.lexical.loaded_version("u") is None and not b.index.has_user("u")  # b dropped its copies
+    a.add_documents("u", ["Cherries are dark red."])  # the same id, a new incarnation
+    assert [h.text for h in b.search("u", "red fruit", k=5)] == ["Cherries are dark red."]
