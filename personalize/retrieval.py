@@ -239,7 +239,7 @@ class HybridRetriever:
             return [], None if current == version else current
         # BM25-only candidates need their cosine, MMR every candidate's vector.
         diversify = mmr_lambda is not None and mmr_lambda < 1.0
-        vectors = self._vectors(user_id, candidate_ids if diversify else [c for c in candidate_ids if c not in dense])
+        vectors = self.vectors(user_id, candidate_ids if diversify else [c for c in candidate_ids if c not in dense])
         for c, v in vectors.items():
             dense.setdefault(c, float(v @ qvec))
 
@@ -287,7 +287,7 @@ class HybridRetriever:
             return hits, moved
         return hits, (-1 if stale else None)
 
-    def _vectors(self, user_id: str, ids: list[int]) -> dict[int, np.ndarray]:
+    def vectors(self, user_id: str, ids: list[int]) -> dict[int, np.ndarray]:
         """Embeddings of ``ids``: from this host's vector index where it holds them, else the store."""
         if not ids:
             return {}

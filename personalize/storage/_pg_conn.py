@@ -112,6 +112,8 @@ class PgConnector:
         wait_s: how long one attempt waits for a connection from the pool.
         backoff_s: the first pause between attempts (doubled each time).
         configure: called on every new connection (e.g. to register the vector type).
+        prepare_reads: whether ``read(..., prepared=...)`` may prepare statements
+            (session state; see ``PostgresStore``).
     """
 
     def __init__(
@@ -126,6 +128,7 @@ class PgConnector:
         connect_timeout_s: int = 5,
         configure: Callable[[Any], None] | None = None,
         application_name: str = "personalize",
+        prepare_reads: bool = True,
     ) -> None:
         import_psycopg()
         from psycopg_pool import ConnectionPool
@@ -139,6 +142,7 @@ class PgConnector:
         # Per connection: statement text -> the name it is prepared under there.
         self._prepared: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
         self._prepared_lock = threading.Lock()
+        self.prepare_reads = prepare_reads
         self._pool = ConnectionPool(
             dsn,
             min_size=min_size,
@@ -265,11 +269,23 @@ class PgConnector:
         """
         from psycopg import ClientCursor
 
+        from psycopg.errors import InvalidSqlStatementName
+
         def go(conn: Any) -> list[tuple[Any, ...]]:
             cur = ClientCursor(conn)
-            name = self._prepared_name(conn, cur, prepared) if prepared else None
+            name = self._prepared_name(conn, cur, prepared) if prepared and self.prepare_reads else None
             statement = sql if name is None else f"EXECUTE {name}({', '.join(['%s'] * len(params))})"
-            cur.execute(_SCOPE + "; " + statement, (*_scope_params(user_id), *params))
+            try:
+                cur.execute(_SCOPE + "; " + statement, (*_scope_params(user_id), *params))
+            except InvalidSqlStatementName:
+                # Not on this server connection: a pooler in transaction mode
+                # moves sessions. Session state cannot be relied on: stop preparing.
+                logger.warning("a prepared statement went missing (a transaction-mode pooler?); "
+                               "reads are no longer prepared")
+                self.prepare_reads = False
+                with self._prepared_lock:
+                    self._prepared.clear()
+                cur.execute(_SCOPE + "; " + sql, (*_scope_params(user_id), *params))
             cur.nextset()
             return cur.fetchall()
 

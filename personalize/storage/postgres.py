@@ -147,6 +147,11 @@ class PostgresStore(SQLStore):
         attempts, wait_s: a lost connection is retried this many times, each
             waiting up to ``wait_s`` seconds for a connection, before
             ``StoreUnavailableError``.
+        prepare_reads: keep the plan of the read every search makes on each
+            connection (``PREPARE``, session state). Behind a pooler that
+            moves sessions between server connections (PgBouncer in
+            transaction mode) pass ``False``; a missing statement also turns
+            it off by itself.
     """
 
     dialect = "postgresql"
@@ -161,12 +166,13 @@ class PostgresStore(SQLStore):
         pool_max: int = 10,
         attempts: int = 3,
         wait_s: float = 5.0,
+        prepare_reads: bool = True,
     ) -> None:
         self.psycopg = import_psycopg()
         self.dsn = dsn
         self.owner_dsn = owner_dsn
         self._db = PgConnector(dsn, min_size=pool_min, max_size=pool_max, attempts=attempts,
-                               wait_s=wait_s, configure=_configure)
+                               wait_s=wait_s, configure=_configure, prepare_reads=prepare_reads)
         try:
             self._migrate()
         except BaseException:

@@ -72,6 +72,21 @@ def test_a_prepared_read_is_scoped_at_each_run_and_bounded_per_connection(pg_sto
     assert all(len(held) <= MAX_PREPARED for held in pg_store._db._prepared.values())
 
 
+def test_a_prepared_statement_gone_from_the_session_turns_preparing_off(pg_store):
+    """What a transaction-mode pooler does (another server session, without our statements):
+    the read still answers, unprepared, and the store stops preparing."""
+    _write_chunk(pg_store, "alice", "alice's note")
+    sql = "SELECT text FROM chunks WHERE text <> ?"
+    assert pg_store.query(sql, ("-",), user_id="alice", prepared=True) == [("alice's note",)]
+    for conn in list(pg_store._db._prepared):
+        conn.execute("DEALLOCATE ALL")  # behind the store's back, on its idle pooled connections
+    for _ in range(pg_store._db.max_size + 1):  # the pool hands its connections out in turn
+        assert pg_store.query(sql, ("-",), user_id="alice", prepared=True) == [("alice's note",)]
+    assert pg_store._db.prepare_reads is False
+    assert pg_store.query(sql, ("-",), user_id="alice", prepared=True) == [("alice's note",)]
+    assert not any(pg_store._db._prepared.values())
+
+
 def test_chunks_at_version_reads_rows_and_version_in_one_snapshot(pg_store):
     _write_chunk(pg_store, "alice", "one")
     _write_chunk(pg_store, "bob", "two")
