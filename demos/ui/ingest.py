@@ -91,17 +91,21 @@ def safe_file_name(name: str) -> str:
 
 def _renamed(error: FileError, name: str) -> FileError:
     # Loader errors carry the temporary path as source; the user knows the upload's name.
-    return dataclasses.replace(error, source=name)
+    # A dropped part keeps where it was ("#turn 3", "#page 2").
+    _, sep, where = error.source.partition("#")
+    return dataclasses.replace(error, source=name + sep + where)
 
 
-def _load_as(name: str, data: bytes, p: Personalizer) -> list[LoadedItem]:
-    """Items of ``data`` read as a file called ``name``, with ``name`` as their source."""
+def _load_as(name: str, data: bytes, p: Personalizer) -> tuple[list[LoadedItem], list[FileError]]:
+    """Items of ``data`` read as a file called ``name``, with ``name`` as their source,
+    and one error per part of the file the loader had to drop (a chat turn, a row, a page)."""
     safe = safe_file_name(name)
+    dropped: list[FileError] = []
     with tempfile.TemporaryDirectory(prefix="personalize-upload-") as tmp:
         path = Path(tmp) / safe
         path.write_bytes(data)
-        items = load_path(path, p.config.loader_limits)
-    return [dataclasses.replace(item, source=name) for item in items]
+        items = load_path(path, p.config.loader_limits, errors=dropped)
+    return [dataclasses.replace(item, source=name) for item in items], [_renamed(e, name) for e in dropped]
 
 
 def ingest_upload(p: Personalizer, user_id: str, name: str, data: bytes) -> FileOutcome:
@@ -115,11 +119,11 @@ def ingest_upload(p: Personalizer, user_id: str, name: str, data: bytes) -> File
     """
     display = safe_file_name(name)
     try:
-        items = _load_as(display, data, p)
+        items, dropped = _load_as(display, data, p)
     except IngestError as exc:
         kind = getattr(exc, "kind", "unreadable")
         return FileOutcome(display, errors=(FileError(display, str(exc), kind),))
-    return FileOutcome.from_result(display, p.add_documents(user_id, items, progress=False))
+    return FileOutcome.from_result(display, p.add_documents(user_id, items, progress=False), extra=dropped)
 
 
 def ingest_uploads(
@@ -192,11 +196,12 @@ def ingest_pasted_chat(
         except json.JSONDecodeError:
             suffix = ".jsonl"
         try:
-            items = _load_as(f"pasted-chat{suffix}", text.encode("utf-8"), p)
+            items, dropped = _load_as(PASTE_SOURCE + suffix, text.encode("utf-8"), p)
         except IngestError as exc:
-            return _failed_paste(str(exc).replace(f"pasted-chat{suffix}", PASTE_SOURCE), exc)
+            return _failed_paste(str(exc).replace(f"pasted chat{suffix}", PASTE_SOURCE), exc)
         items = [dataclasses.replace(i, source=PASTE_SOURCE, session=session or i.session) for i in items]
-        return FileOutcome.from_result(PASTE_SOURCE, p.add_documents(user_id, items, progress=False))
+        dropped = [_renamed(e, PASTE_SOURCE) for e in dropped]
+        return FileOutcome.from_result(PASTE_SOURCE, p.add_documents(user_id, items, progress=False), dropped)
     try:
         messages = parse_role_lines(text)
     except ValueError as exc:

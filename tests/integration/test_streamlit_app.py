@@ -212,6 +212,15 @@ def test_ingest_helpers_for_files(p, tmp_path: Path) -> None:
     # Pasted JSON goes through the same loaders.
     pasted = ingest_pasted_chat(p, "erin", json.dumps([{"role": "user", "content": "I'm allergic to cats."}]))
     assert pasted.status == "added"
+    # A chat file with one unusable turn: the rest is stored, the dropped turn is named by the
+    # upload's name and its place (never the temporary path), and the outcome is partial.
+    mixed = json.dumps([{"role": "user", "content": "I play the cello."}, {"role": "user", "content": 42}])
+    partial = ingest_uploads(p, "erin", [("mixed.json", mixed.encode())])[0]
+    assert partial.status == "partial" and partial.documents_added == 1, partial
+    assert [e.source.partition("#")[0] for e in partial.errors] == ["mixed.json"]
+    assert partial.errors[0].source != "mixed.json"  # where in the file, too
+    pasted_mixed = ingest_pasted_chat(p, "erin", mixed.replace("cello", "oboe"))
+    assert pasted_mixed.status == "partial" and pasted_mixed.errors[0].source.startswith("pasted chat#")
     turns = parse_role_lines("Me: hi\nAI: hello\nmore")
     assert [(t["role"], t["content"]) for t in turns] == [("user", "hi"), ("assistant", "hello\nmore")]
     p.forget("erin")
