@@ -15,6 +15,7 @@ from .._ids import validate_user_id
 from ..errors import ConfigError, LLMError
 from ..persona.lexicon import DOMAINS, content_words, domain_of
 from ..tokens import TokenCounter
+from ._neighbours import neighbours, session_support
 from .context import Source
 from .packing import Candidate, pack
 from .planner import Planner, query_need
@@ -220,11 +221,15 @@ class Nodes:
         named = self._named_speakers(asked or query)
         when = need == "recall" and bool(_ASKS_WHEN.match(asked or query)) and self.options.dating_bonus > 0
         k = _retrieval_k(rc.budget_tokens, need)
+        more = 16 if bonus or named or when else 0
+        if need == "recall" and (self.options.neighbour_weight > 0 or self.options.session_weight > 0):
+            more += self.options.rerank_extra
         hits = self.p.search(
-            rc.user_id, query, k + (16 if bonus or named or when else 0), sources=rc.sources, sessions=rc.sessions,
+            rc.user_id, query, k + more, sources=rc.sources, sessions=rc.sessions,
             kinds=rc.kinds, since=_when(rc.since), until=_when(rc.until), where=rc.where,
         )
         task = self._render_task(task_name)
+        reranked = need == "recall" and self._rerank(rc, query, hits)
         out = []
         for hit in hits:
             c = hit.chunk
@@ -252,9 +257,36 @@ class Nodes:
                 "sources": [Source(c.id, c.doc_id, c.external_id, c.source).to_dict()],
                 "metadata": meta,
             })
-        if bonus or named or when:
+        if bonus or named or when or reranked:
             out = sorted(out, key=lambda d: -d["score"])[:k]
         return out
+
+    def _rerank(self, rc: RunContext, query: str, hits: list[Any]) -> bool:
+        """Rescore chat-turn ``hits`` in place by their session and neighbours; whether any score changed.
+
+        See :mod:`personalize.agent._neighbours`. Not under filters other than
+        ``sessions`` (a neighbour is in the same session): a turn outside a
+        ``since``/``where``/... restriction must not weigh in.
+        """
+        weight, mu = self.options.neighbour_weight, self.options.session_weight
+        if (weight <= 0 and mu <= 0) or not hits or any(
+                v is not None for v in (rc.sources, rc.kinds, rc.since, rc.until, rc.where)):
+            return False
+        base = [float(h.score) for h in hits]
+        bonus = [0.0] * len(hits)
+        if mu > 0:
+            support = session_support([h.chunk.session if h.chunk.kind == "message" else None for h in hits], base)
+            bonus = [mu * s for s in support]
+        if weight > 0:
+            around = neighbours(self.p.store, rc.user_id, [h.chunk for h in hits], self.p.queries.embed_one(query))
+            for n, h in enumerate(hits):
+                best = around.best(h.chunk.id)
+                if best is not None:
+                    bonus[n] += weight * best
+        for n, h in enumerate(hits):
+            if bonus[n]:
+                hits[n] = replace(h, score=base[n] + bonus[n])
+        return any(bonus)
 
     def _named_speakers(self, query: str) -> frozenset[str]:
         """The query's words, case-folded, when some speaker could be named in it (else empty)."""

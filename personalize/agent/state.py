@@ -115,6 +115,19 @@ class GraphOptions:
             own turns hold the answer more often than the replies to them).
         dating_bonus: added to the score of a retrieved turn that dates something
             ("last Saturday", "in May", "2023") when a recall query asks when.
+        neighbour_weight: for a recall query, added to a retrieved chat turn's
+            score times the better cosine between the query and the turn just
+            before or after it in its session (stored embeddings, one store read;
+            :mod:`personalize.agent._neighbours`): the answer to a question that
+            matches, a short reply whose meaning lives in its neighbours.
+        session_weight: for a recall query, added to a retrieved chat turn's
+            score times the best score of another retrieved turn of its session
+            (a topic is talked about over several turns of one conversation).
+        rerank_extra: how many more hits a recall query fetches for these two
+            to reorder (the packer still gets as many as without them).
+            Neither applies under a ``sources``/``kinds``/``since``/``until``/
+            ``where`` filter (a neighbour could be outside it); 0 for both
+            weights turns the step off.
     """
 
     packing: PackingConfig = field(default_factory=PackingConfig)
@@ -132,7 +145,15 @@ class GraphOptions:
     recall_packing: PackingConfig = field(default_factory=lambda: RECALL_PACKING)
     speaker_bonus: float = 0.1
     dating_bonus: float = 0.04
+    neighbour_weight: float = 0.15
+    session_weight: float = 0.3
+    rerank_extra: int = 16
 
     def __post_init__(self) -> None:
         if self.max_reflections < 0 or self.persona_k < 0:
             raise ConfigError("max_reflections and persona_k must be >= 0")
+        if not (0.0 <= self.neighbour_weight <= 1.0 and 0.0 <= self.session_weight <= 1.0):
+            raise ConfigError("neighbour_weight and session_weight must be within [0, 1]")
+        extra = self.rerank_extra
+        if isinstance(extra, bool) or not isinstance(extra, int) or not 0 <= extra <= 64:
+            raise ConfigError("rerank_extra must be an int within [0, 64]")

@@ -1,0 +1,150 @@
+"""Second-stage scoring of retrieved chat turns by their session and neighbours (personalize.agent._neighbours)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from personalize import Personalizer, PersonalizerConfig
+from personalize.agent import _neighbours as nb
+from personalize.agent.graph import create_personalization_graph
+from personalize.agent.nodes import Nodes
+from personalize.agent.state import RunContext
+from personalize.agent.state import GraphOptions
+from personalize.errors import ConfigError
+from personalize.testing.hashing_embedder import HashingEmbedder
+
+S1 = ["where did you go kayaking last summer",
+      "lake tahoe with my sister, the water was freezing but the mountains around it were stunning and we paddled"
+      " out every single morning before breakfast for a whole week",
+      "sounds lovely", "we should go again next year"]
+S2 = ["my new bike arrived today", "what colour is it", "bright orange with black tyres"]
+
+
+@pytest.fixture
+def p(tmp_path):
+    config = PersonalizerConfig(chunk_size=16, chunk_overlap=0)  # the long turn gets several chunks
+    with Personalizer.open(tmp_path / "d", embedder=HashingEmbedder(), config=config) as p:
+        for session, texts in (("s1", S1), ("s2", S2)):
+            turns = [{"role": "user" if n % 2 == 0 else "assistant", "content": t, "id": f"{session}-{n}"}
+                     for n, t in enumerate(texts)]
+            p.add_messages("alice", turns, session=session, progress=False)
+        p.add_messages("bob", [{"role": "user", "content": "lake tahoe kayaking trip", "id": "b-0"}],
+                       session="s1", progress=False)
+        yield p
+
+
+def by_external(p: Personalizer, user: str) -> dict[str, list]:
+    """Each message's chunks, in position order, by the caller's id."""
+    ids = p.store.chunk_ids(user)
+    out: dict[str, list] = {}
+    for c in sorted(p.store.chunks(user, list(ids)).values(), key=lambda c: (c.doc_id, c.position)):
+        out.setdefault(c.external_id, []).append(c)
+    return out
+
+
+def test_neighbours_are_the_turns_before_and_after_in_the_same_session(p) -> None:
+    turns = by_external(p, "alice")
+    q = p.queries.embed_one("kayaking at lake tahoe")
+    second = turns["s1-1"][0]
+    around = nb.neighbours(p.store, "alice", [second], q)
+    assert around.before[second.id] == turns["s1-0"][-1].id
+    # The long second turn is split in chunks: its first chunk's next is its second chunk.
+    assert len(turns["s1-1"]) > 1
+    assert around.after[second.id] == turns["s1-1"][1].id
+    # Cosines are the stored embeddings' against the query.
+    ids, vecs = p.store.embeddings("alice", [turns["s1-0"][-1].id])
+    assert around.cosine[int(ids[0])] == pytest.approx(float(vecs[0] @ q), abs=1e-6)
+    assert around.best(second.id) == pytest.approx(max(around.cosine[around.before[second.id]],
+                                                       around.cosine[around.after[second.id]]))
+
+
+def test_no_neighbour_across_sessions_or_users(p) -> None:
+    turns = by_external(p, "alice")
+    last_s1, first_s2 = turns["s1-3"][-1], turns["s2-0"][0]
+    around = nb.neighbours(p.store, "alice", [last_s1, first_s2], p.queries.embed_one("bike"))
+    assert last_s1.id not in around.after  # the next document is in another session
+    assert first_s2.id not in around.before
+    assert around.after[first_s2.id] == turns["s2-1"][0].id
+    # Another user's ids never read this user's rows (or the reverse).
+    assert nb.neighbours(p.store, "bob", [first_s2], p.queries.embed_one("bike")).cosine == {}
+    bob = next(iter(by_external(p, "bob").values()))[0]
+    around = nb.neighbours(p.store, "alice", [bob], p.queries.embed_one("lake"))
+    assert bob.id not in around.cosine and bob.id not in around.before and bob.id not in around.after
+
+
+def test_documents_and_turns_without_a_session_have_no_neighbours(p) -> None:
+    turns = by_external(p, "alice")
+    doc = replace(turns["s1-1"][0], kind="document")
+    loose = replace(turns["s1-1"][0], session=None)
+    assert nb.neighbours(p.store, "alice", [doc, loose], p.queries.embed_one("x")).cosine == {}
+
+
+def test_session_support_is_the_best_other_turn_of_the_session() -> None:
+    sessions = ["a", "a", "b", None, "a", "c"]
+    scores = [0.9, 0.5, 0.8, 0.95, 0.7, 0.6]
+    assert nb.session_support(sessions, scores) == pytest.approx([0.7, 0.9, 0.0, 0.0, 0.9, 0.0])
+    assert nb.session_support(["a", "a"], [0.4, 0.4]) == [0.4, 0.4]  # ties: the other one
+    assert nb.session_support([], []) == []
+
+
+def _graph(p: Personalizer, **options) -> None:
+    p.__dict__["_context_graphs"] = {False: create_personalization_graph(p, options=GraphOptions(**options))}
+
+
+def test_recall_scores_add_the_session_and_neighbour_terms(p) -> None:
+    query = "what did i say about the freezing water?"  # recall, no capitalized name, no "when"
+    budget = 2048
+    hits = p.search("alice", query, k=64)
+    q = p.queries.embed_one(query)
+    around = nb.neighbours(p.store, "alice", [h.chunk for h in hits], q)
+    support = nb.session_support([h.chunk.session for h in hits], [h.score for h in hits])
+    expected = {h.chunk.id: h.score + 0.3 * s + 0.2 * (around.best(h.chunk.id) or 0.0) for h, s in zip(hits, support)}
+    _graph(p, neighbour_weight=0.2, session_weight=0.3, rerank_extra=0)
+    ctx = p.context("alice", query, budget_tokens=budget)
+    assert ctx.info["need"] == "recall"
+    items = ctx.section("retrieved").items  # (the relevance floor drops the weakest)
+    assert len(items) >= 2
+    for item in items:
+        assert item.score == pytest.approx(expected[item.sources[0].chunk_id], abs=1e-5)
+    plain = {h.chunk.id: h.score for h in hits}
+    assert any(abs(i.score - plain[i.sources[0].chunk_id]) > 0.01 for i in items)
+    # Off, or under a filter a neighbour could fall outside of: plain search scores.
+    for options, filters in (({"neighbour_weight": 0.0, "session_weight": 0.0}, {}),
+                             ({}, {"sources": ["<messages>"]})):
+        _graph(p, **options)
+        ctx = p.context("alice", query, budget_tokens=budget, **filters)
+        for item in ctx.section("retrieved").items:
+            assert item.score == pytest.approx(plain[item.sources[0].chunk_id], abs=1e-5)
+
+
+def test_the_answer_after_a_matching_question_moves_up(p) -> None:
+    # The question turn matches the query; the answer after it shares none of
+    # its words, a stray turn in another session shares one. The answer is what
+    # a recall question needs.
+    turns = [("t1", "where did you go kayaking last summer"), ("t1", "tahoe with my sister"),
+             ("t2", "my bike is orange"), ("t2", "summer rain again"), ("t2", "bring an umbrella then")]
+    p.add_messages("carol", [{"role": "user" if n % 2 == 0 else "assistant", "content": t, "id": f"c{n}",
+                              "session": s} for n, (s, t) in enumerate(turns)], progress=False)
+    query = "where did you go kayaking last summer?"
+
+    def scores(**options) -> dict[str, float]:
+        # The retrieve node's candidates (the packer's relevance floor would drop the stray turn).
+        nodes = Nodes(p, None, None, None, GraphOptions(rerank_extra=0, **options))
+        found = nodes._search(RunContext(user_id="carol", budget_tokens=2048), query, None, "recall", query)
+        return {d["sources"][0]["external_id"]: d["score"] for d in found}
+
+    plain = scores(neighbour_weight=0.0, session_weight=0.0)
+    assert plain.get("c1", -1.0) < plain["c3"]
+    ranked = scores(neighbour_weight=0.5, session_weight=0.0)
+    assert ranked["c1"] > ranked["c3"]
+
+
+def test_options_are_checked() -> None:
+    for bad in ({"neighbour_weight": -0.1}, {"session_weight": 1.5}, {"rerank_extra": -1}, {"rerank_extra": 1.5},
+                {"rerank_extra": True}):
+        with pytest.raises(ConfigError):
+            GraphOptions(**bad)
+    assert np.isclose(GraphOptions().neighbour_weight, 0.15) and GraphOptions().rerank_extra == 16
