@@ -24,16 +24,17 @@ S2 = ["my new bike arrived today", "what colour is it", "bright orange with blac
 
 
 @pytest.fixture
-def p(tmp_path):
+def p(open_personalizer):
+    """Alice's two sessions and one turn of Bob's, on SQLite and on PostgreSQL (the read is the same SQL)."""
     config = PersonalizerConfig(chunk_size=16, chunk_overlap=0)  # the long turn gets several chunks
-    with Personalizer.open(tmp_path / "d", embedder=HashingEmbedder(), config=config) as p:
-        for session, texts in (("s1", S1), ("s2", S2)):
-            turns = [{"role": "user" if n % 2 == 0 else "assistant", "content": t, "id": f"{session}-{n}"}
-                     for n, t in enumerate(texts)]
-            p.add_messages("alice", turns, session=session, progress=False)
-        p.add_messages("bob", [{"role": "user", "content": "lake tahoe kayaking trip", "id": "b-0"}],
-                       session="s1", progress=False)
-        yield p
+    p = open_personalizer(embedder=HashingEmbedder(), config=config)
+    for session, texts in (("s1", S1), ("s2", S2)):
+        turns = [{"role": "user" if n % 2 == 0 else "assistant", "content": t, "id": f"{session}-{n}"}
+                 for n, t in enumerate(texts)]
+        p.add_messages("alice", turns, session=session, progress=False)
+    p.add_messages("bob", [{"role": "user", "content": "lake tahoe kayaking trip", "id": "b-0"}],
+                   session="s1", progress=False)
+    return p
 
 
 def by_external(p: Personalizer, user: str) -> dict[str, list]:
