@@ -14,13 +14,15 @@ conversation:
   likelier to hold the answer than an equally scored stray turn elsewhere:
   ``score += session_weight * (the best score of another retrieved turn of its session)``.
 
-"Before" and "after" are the chunks stored just before and after it: the
+"Before" and "after" are the chunks just before and after it in its session: the
 previous or next chunk of the same document (a long turn split in chunks), else
-the turn ingested just before or after it in the same session (``add_messages``
-commits turns in input order). One store read, by document id, fetches every
-neighbour's position, session and embedding (no text); it goes through
-``store.query`` with ``?`` placeholders, so it is the same on SQLite and
-PostgreSQL. The session signal needs no read.
+the last chunk of the previous turn or the first of the next one, turns ordered
+by time and then by id (as :meth:`Store.session_neighbors` orders them), so turns
+appended one at a time, between other users' writes, still find each other.
+One store read fetches, for every retrieved turn, the chunks of its own, previous
+and next turns (position and embedding, no text); it goes through
+``store.query`` with ``?`` placeholders and a window function (``LAG``/``LEAD``),
+the same SQL on SQLite and PostgreSQL. The session signal needs no read.
 """
 
 from __future__ import annotations
@@ -35,9 +37,27 @@ from ..types import Chunk
 
 __all__ = ["Neighbours", "neighbours", "session_support"]
 
+# The turn next to each retrieved one ({docs}) in its session: by time, then id
+# (a covering seek on documents_by_session). Turns without a time: among the
+# session's other untimed turns, by id.
+_TIMED = (
+    "SELECT (SELECT p.id FROM documents p WHERE p.user_id = h.user_id AND p.session = h.session "
+    "AND (p.timestamp, p.id) {op} (h.timestamp, h.id) ORDER BY p.timestamp {order}, p.id {order} LIMIT 1) "
+    "FROM documents h WHERE h.user_id = ? AND h.id IN ({{docs}})"
+)
+_UNTIMED = (
+    "SELECT (SELECT p.id FROM documents p WHERE p.user_id = h.user_id AND p.session = h.session "
+    "AND p.timestamp IS NULL AND p.id {op} h.id ORDER BY p.id {order} LIMIT 1) "
+    "FROM documents h WHERE h.user_id = ? AND h.id IN ({{docs}})"
+)
+_SIDES = {
+    "timed": (_TIMED.format(op="<", order="DESC"), _TIMED.format(op=">", order="ASC")),
+    "untimed": (_UNTIMED.format(op="<", order="DESC"), _UNTIMED.format(op=">", order="ASC")),
+}
+# The chunks of those turns and of the retrieved ones: position, time and embedding, no text.
 _SQL = (
-    "SELECT c.id, c.doc_id, c.position, d.session, c.embedding FROM chunks c JOIN documents d ON d.id = c.doc_id "
-    "WHERE c.user_id = ? AND d.kind = 'message' AND c.doc_id IN ({marks})"
+    "SELECT d.id, d.session, d.timestamp, c.id, c.position, c.embedding FROM documents d "
+    "JOIN chunks c ON c.doc_id = d.id WHERE d.user_id = ? AND d.kind = 'message' AND d.id IN ({ids})"
 )
 
 
@@ -67,29 +87,40 @@ def neighbours(store: Any, user_id: str, turns: Sequence[Chunk], qvec: np.ndarra
     ``store.query`` runs it (the user's own rows only, on every engine); a very
     long list of turns is read in batches under the engine's parameter limit.
     """
-    docs = sorted({d for c in turns if c.kind == "message" and c.session is not None
-                   for d in (c.doc_id - 1, c.doc_id, c.doc_id + 1)})
+    wanted = [c for c in turns if c.kind == "message" and c.session is not None]
+    groups = {"timed": sorted({int(c.doc_id) for c in wanted if c.timestamp is not None}),
+              "untimed": sorted({int(c.doc_id) for c in wanted if c.timestamp is None})}
     rows: list[tuple[Any, ...]] = []
-    batch = max(1, int(getattr(store, "in_batch", 900)) - 1)
-    for start in range(0, len(docs), batch):
-        part = docs[start : start + batch]
-        rows += store.query(_SQL.format(marks=",".join("?" * len(part))), (user_id, *part), user_id=user_id)
+    step = max(1, (int(getattr(store, "in_batch", 900)) - 4) // 3)
+    for group, docs in groups.items():
+        for start in range(0, len(docs), step):
+            part = docs[start : start + step]
+            marks = ",".join("?" * len(part))
+            ids = " UNION ALL ".join([f"SELECT h.id FROM documents h WHERE h.user_id = ? AND h.id IN ({marks})",
+                                      *(side.format(docs=marks) for side in _SIDES[group])])
+            rows += store.query(_SQL.format(ids=ids), (user_id, *((user_id, *part) * 3)), user_id=user_id)
     if not rows:
         return Neighbours({}, {}, {})
-    matrix = np.frombuffer(b"".join(bytes(r[4]) for r in rows), dtype=np.float32).reshape(len(rows), -1)
+    # Each chunk once (a batch boundary may read one twice), with its cosine.
+    unique = list({int(r[3]): r for r in rows}.values())
+    matrix = np.frombuffer(b"".join(bytes(r[5]) for r in unique), dtype=np.float32).reshape(len(unique), -1)
     cos = matrix @ np.asarray(qvec, dtype=np.float32)
-    cosine = {int(r[0]): float(v) for r, v in zip(rows, cos)}
-    # Session order: by document, then position within it. The rows hold whole
-    # documents, so two consecutive rows are neighbours exactly when they are
-    # in the same session and in the same document or consecutive ones.
-    order = sorted(rows, key=lambda r: (int(r[1]), int(r[2])))
+    cosine = {int(r[3]): float(v) for r, v in zip(unique, cos)}
+    # Session order of the chunks read: every retrieved turn's previous and
+    # next turns were read, so in this order its neighbours are next to it.
+    # Timed and untimed turns are ordered apart and never neighbours.
+    order = sorted(unique, key=lambda r: (str(r[1]), r[2] is None, r[2] if r[2] is not None else 0, int(r[0]),
+                                          int(r[4])))
     before: dict[int, int] = {}
     after: dict[int, int] = {}
     for a, b in zip(order, order[1:]):
-        if a[3] == b[3] and int(b[1]) - int(a[1]) in (0, 1):
-            after[int(a[0])] = int(b[0])
-            before[int(b[0])] = int(a[0])
-    return Neighbours(cosine, before, after)
+        if a[1] == b[1] and (a[2] is None) == (b[2] is None):
+            after[int(a[3])] = int(b[3])
+            before[int(b[3])] = int(a[3])
+    # Only the retrieved turns' links are sure (the chunk before a neighbour
+    # may not have been read): keep those.
+    ids = {int(c.id) for c in wanted}
+    return Neighbours(cosine, {k: v for k, v in before.items() if k in ids}, {k: v for k, v in after.items() if k in ids})
 
 
 def session_support(sessions: Sequence[str | None], scores: Sequence[float]) -> list[float]:

@@ -76,6 +76,22 @@ def test_no_neighbour_across_sessions_or_users(p) -> None:
     assert bob.id not in around.cosine and bob.id not in around.before and bob.id not in around.after
 
 
+def test_turns_appended_one_at_a_time_between_other_users_writes_are_neighbours(p) -> None:
+    # A chat app adds each turn as it happens: other users' turns take the ids
+    # in between, and a late turn may carry an earlier time. Order is by time.
+    for n, (t, when) in enumerate([("first", "10:00"), ("third", "10:02"), ("second", "10:01")]):
+        p.add_messages("dave", [{"role": "user", "content": f"the {t} turn about gardening", "id": t,
+                                 "timestamp": f"2024-05-01T{when}:00"}], session="g", progress=False)
+        p.add_messages("erin", [{"role": "user", "content": f"unrelated {n}", "id": f"e{n}"}], session="g",
+                       progress=False)
+    turns = {ext: chunks[0] for ext, chunks in by_external(p, "dave").items()}
+    around = nb.neighbours(p.store, "dave", list(turns.values()), p.queries.embed_one("gardening"))
+    assert around.after[turns["first"].id] == turns["second"].id
+    assert around.before[turns["second"].id] == turns["first"].id
+    assert around.after[turns["second"].id] == turns["third"].id
+    assert turns["first"].id not in around.before and turns["third"].id not in around.after
+
+
 def test_documents_and_turns_without_a_session_have_no_neighbours(p) -> None:
     turns = by_external(p, "alice")
     doc = replace(turns["s1-1"][0], kind="document")
