@@ -17,12 +17,13 @@ conversation:
 "Before" and "after" are the chunks just before and after it in its session: the
 previous or next chunk of the same document (a long turn split in chunks), else
 the last chunk of the previous turn or the first of the next one, turns ordered
-by time and then by id (as :meth:`Store.session_neighbors` orders them), so turns
-appended one at a time, between other users' writes, still find each other.
-One store read fetches, for every retrieved turn, the chunks of its own, previous
-and next turns (position and embedding, no text); it goes through
-``store.query`` with ``?`` placeholders and a window function (``LAG``/``LEAD``),
-the same SQL on SQLite and PostgreSQL. The session signal needs no read.
+by time and then by id (a turn without a time: among the session's untimed
+turns, by id), so turns appended one at a time, between other users' writes,
+still find each other. One store read fetches the chunks of every retrieved
+turn and of the turns before and after it (position, time and embedding, no
+text): a seek on ``documents_by_session`` per side and turn, through
+``store.query`` with ``?`` placeholders, the same SQL on SQLite and PostgreSQL.
+The session signal needs no read.
 """
 
 from __future__ import annotations
