@@ -14,6 +14,10 @@ conversation:
   likelier to hold the answer than an equally scored stray turn elsewhere:
   ``score += session_weight * (the best score of another retrieved turn of its session)``.
 
+A document's chunks get the same two terms, with the document as their
+conversation (the chunks beside it, and the best other retrieved chunk of the
+same document), so documents and chat turns keep competing on one scale.
+
 "Before" and "after" are the chunks just before and after it in its session: the
 previous or next chunk of the same document (a long turn split in chunks), else
 the last chunk of the previous turn or the first of the next one, turns ordered
@@ -28,7 +32,7 @@ The session signal needs no read.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +64,11 @@ _SQL = (
     "SELECT d.id, d.session, d.timestamp, c.id, c.position, c.embedding FROM documents d "
     "JOIN chunks c ON c.doc_id = d.id WHERE d.user_id = ? AND d.kind = 'message' AND d.id IN ({ids})"
 )
+# A document's chunks around its retrieved ones (no session, no time: ordered by position).
+_DOC_SQL = (
+    "SELECT c.doc_id, NULL, NULL, c.id, c.position, c.embedding FROM chunks c "
+    "WHERE c.user_id = ? AND ({terms})"
+)
 
 
 @dataclass
@@ -83,50 +92,77 @@ class Neighbours:
 
 
 def neighbours(store: Any, user_id: str, turns: Sequence[Chunk], qvec: np.ndarray) -> Neighbours:
-    """The neighbours of ``turns`` (chat turns with a session; others are ignored), in one store read.
+    """The chunks around ``turns`` and their cosines to ``qvec``, in one store read.
 
-    ``store.query`` runs it (the user's own rows only, on every engine); a very
-    long list of turns is read in batches under the engine's parameter limit.
+    A chat turn with a session: the turns before and after it in the session
+    (the chunks beside it, when its turn is split in chunks). A document's
+    chunk: the chunks beside it in its document. ``store.query`` runs the read
+    (the user's own rows only, on every engine); more than about 200 turns are
+    read in batches under the engine's parameter limit.
     """
-    wanted = [c for c in turns if c.kind == "message" and c.session is not None]
-    groups = {"timed": sorted({int(c.doc_id) for c in wanted if c.timestamp is not None}),
-              "untimed": sorted({int(c.doc_id) for c in wanted if c.timestamp is None})}
+    turns = [c for c in turns if c.kind != "message" or c.session is not None]
+    docs = list(dict.fromkeys(int(c.doc_id) for c in turns))
+    size = max(1, (int(getattr(store, "in_batch", 900)) - 8) // 4)
     rows: list[tuple[Any, ...]] = []
-    step = max(1, (int(getattr(store, "in_batch", 900)) - 4) // 3)
-    for group, docs in groups.items():
-        for start in range(0, len(docs), step):
-            part = docs[start : start + step]
-            marks = ",".join("?" * len(part))
-            ids = " UNION ALL ".join([f"SELECT h.id FROM documents h WHERE h.user_id = ? AND h.id IN ({marks})",
-                                      *(side.format(docs=marks) for side in _SIDES[group])])
-            rows += store.query(_SQL.format(ids=ids), (user_id, *((user_id, *part) * 3)), user_id=user_id)
+    for start in range(0, len(docs), size):
+        part = set(docs[start : start + size])
+        sql, params = _statement(user_id, [c for c in turns if int(c.doc_id) in part])
+        rows += store.query(sql, params, user_id=user_id)
     if not rows:
         return Neighbours({}, {}, {})
-    # Each chunk once (a batch boundary may read one twice), with its cosine.
+    # Each chunk once (a turn is its neighbours' neighbour too), with its cosine.
     unique = list({int(r[3]): r for r in rows}.values())
     matrix = np.frombuffer(b"".join(bytes(r[5]) for r in unique), dtype=np.float32).reshape(len(unique), -1)
     cos = matrix @ np.asarray(qvec, dtype=np.float32)
     cosine = {int(r[3]): float(v) for r, v in zip(unique, cos)}
-    # Session order of the chunks read: every retrieved turn's previous and
-    # next turns were read, so in this order its neighbours are next to it.
-    # Timed and untimed turns are ordered apart and never neighbours.
-    order = sorted(unique, key=lambda r: (str(r[1]), r[2] is None, r[2] if r[2] is not None else 0, int(r[0]),
-                                          int(r[4])))
+    # Conversation order of the chunks read: every retrieved turn's previous
+    # and next turns were read, so in this order its neighbours are beside it.
+    # Timed and untimed turns are ordered apart and never neighbours; a
+    # document's chunks (no session) are ordered within their document.
+    order = sorted(unique, key=lambda r: (r[1] is None, str(r[1]) if r[1] is not None else int(r[0]), r[2] is None,
+                                          r[2] if r[2] is not None else 0, int(r[0]), int(r[4])))
     before: dict[int, int] = {}
     after: dict[int, int] = {}
     for a, b in zip(order, order[1:]):
-        if a[1] == b[1] and (a[2] is None) == (b[2] is None):
+        if a[1] is not None:
+            beside = a[1] == b[1] and (a[2] is None) == (b[2] is None)
+        else:
+            beside = b[1] is None and a[0] == b[0] and int(b[4]) == int(a[4]) + 1
+        if beside:
             after[int(a[3])] = int(b[3])
             before[int(b[3])] = int(a[3])
     # Only the retrieved turns' links are sure (the chunk before a neighbour
     # may not have been read): keep those.
-    ids = {int(c.id) for c in wanted}
+    ids = {int(c.id) for c in turns}
     return Neighbours(cosine, {k: v for k, v in before.items() if k in ids}, {k: v for k, v in after.items() if k in ids})
 
 
-def session_support(sessions: Sequence[str | None], scores: Sequence[float]) -> list[float]:
-    """For each turn, the best score of *another* turn of its session among these (0.0 when none)."""
-    best: dict[str, list[float]] = {}  # session -> its two best scores
+def _statement(user_id: str, turns: list[Chunk]) -> tuple[str, list[Any]]:
+    """One SQL statement (``UNION ALL`` of the parts these turns need) and its parameters."""
+    parts: list[tuple[str, list[Any]]] = []
+    for timed in (True, False):
+        docs = sorted({int(c.doc_id) for c in turns if c.kind == "message" and (c.timestamp is not None) == timed})
+        if docs:
+            marks = ",".join("?" * len(docs))
+            sides = _SIDES["timed" if timed else "untimed"]
+            ids = " UNION ALL ".join([f"SELECT h.id FROM documents h WHERE h.user_id = ? AND h.id IN ({marks})",
+                                      *(side.format(docs=marks) for side in sides)])
+            parts.append((_SQL.format(ids=ids), [user_id, *((user_id, *docs) * 3)]))
+    spans: dict[int, tuple[int, int]] = {}  # a document: its retrieved chunks' first and last position
+    for c in turns:
+        if c.kind != "message":
+            lo, hi = spans.get(int(c.doc_id), (c.position, c.position))
+            spans[int(c.doc_id)] = (min(lo, c.position), max(hi, c.position))
+    if spans:
+        terms = " OR ".join(["(c.doc_id = ? AND c.position BETWEEN ? AND ?)"] * len(spans))
+        parts.append((_DOC_SQL.format(terms=terms),
+                      [user_id, *(v for d, (lo, hi) in sorted(spans.items()) for v in (d, lo - 1, hi + 1))]))
+    return " UNION ALL ".join(sql for sql, _ in parts), [v for _, p in parts for v in p]
+
+
+def session_support(sessions: Sequence[Hashable | None], scores: Sequence[float]) -> list[float]:
+    """For each turn, the best score of *another* turn of its session among these (0.0 when none or no session)."""
+    best: dict[Hashable, list[float]] = {}  # session -> its two best scores
     for session, score in zip(sessions, scores):
         if session is None:
             continue

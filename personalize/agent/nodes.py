@@ -275,7 +275,10 @@ class Nodes:
         base = [float(h.score) for h in hits]
         bonus = [0.0] * len(hits)
         if mu > 0:
-            support = session_support([h.chunk.session if h.chunk.kind == "message" else None for h in hits], base)
+            # A chat turn's conversation is its session; a document chunk's, its document.
+            groups = [("session", h.chunk.session) if h.chunk.kind == "message" else ("document", h.chunk.doc_id)
+                      for h in hits]
+            support = session_support([g if g[1] is not None else None for g in groups], base)
             bonus = [mu * s for s in support]
         if weight > 0:
             around = neighbours(self.p.store, rc.user_id, [h.chunk for h in hits], self.p.queries.embed_one(query))

@@ -92,11 +92,20 @@ def test_turns_appended_one_at_a_time_between_other_users_writes_are_neighbours(
     assert turns["first"].id not in around.before and turns["third"].id not in around.after
 
 
-def test_documents_and_turns_without_a_session_have_no_neighbours(p) -> None:
-    turns = by_external(p, "alice")
-    doc = replace(turns["s1-1"][0], kind="document")
-    loose = replace(turns["s1-1"][0], session=None)
-    assert nb.neighbours(p.store, "alice", [doc, loose], p.queries.embed_one("x")).cosine == {}
+def test_a_document_chunks_neighbours_are_the_chunks_beside_it(p) -> None:
+    words = " ".join(f"word{n}" for n in range(60))  # four chunks of 16 tokens or so
+    p.add_documents("alice", [words, "another short note"], ids=["long", "short"], progress=False)
+    docs = by_external(p, "alice")
+    long, short = docs["long"], docs["short"][0]
+    assert len(long) >= 3
+    # One read for turns and document chunks together.
+    around = nb.neighbours(p.store, "alice", [long[1], short, docs["s2-1"][0]], p.queries.embed_one("word5"))
+    assert around.before[long[1].id] == long[0].id and around.after[long[1].id] == long[2].id
+    assert short.id not in around.before and short.id not in around.after  # a one-chunk document
+    assert around.before[docs["s2-1"][0].id] == docs["s2-0"][0].id
+    # A turn without a session has none.
+    loose = replace(docs["s2-1"][0], session=None)
+    assert nb.neighbours(p.store, "alice", [loose], p.queries.embed_one("x")).cosine == {}
 
 
 def test_session_support_is_the_best_other_turn_of_the_session() -> None:
@@ -114,10 +123,16 @@ def _graph(p: Personalizer, **options) -> None:
 def test_recall_scores_add_the_session_and_neighbour_terms(p) -> None:
     query = "what did i say about the freezing water?"  # recall, no capitalized name, no "when"
     budget = 2048
+    note = "freezing water in the lake " * 4 + "and then the sauna after swimming " * 4 + "freezing again " * 3
+    p.add_documents("alice", [note], ids=["note"], progress=False)  # a document of several chunks
     hits = p.search("alice", query, k=64)
+    assert sum(h.chunk.kind == "document" for h in hits) >= 2
     q = p.queries.embed_one(query)
     around = nb.neighbours(p.store, "alice", [h.chunk for h in hits], q)
-    support = nb.session_support([h.chunk.session for h in hits], [h.score for h in hits])
+    # A turn's conversation is its session, a document chunk's its document.
+    groups = [("session", h.chunk.session) if h.chunk.kind == "message" else ("document", h.chunk.doc_id)
+              for h in hits]
+    support = nb.session_support(groups, [h.score for h in hits])
     expected = {h.chunk.id: h.score + 0.3 * s + 0.2 * (around.best(h.chunk.id) or 0.0) for h, s in zip(hits, support)}
     _graph(p, neighbour_weight=0.2, session_weight=0.3, rerank_extra=0)
     ctx = p.context("alice", query, budget_tokens=budget)
@@ -127,12 +142,15 @@ def test_recall_scores_add_the_session_and_neighbour_terms(p) -> None:
     for item in items:
         assert item.score == pytest.approx(expected[item.sources[0].chunk_id], abs=1e-5)
     plain = {h.chunk.id: h.score for h in hits}
-    assert any(abs(i.score - plain[i.sources[0].chunk_id]) > 0.01 for i in items)
+    assert any(abs(i.score - plain[i.sources[0].chunk_id]) > 0.01 for i in items if i.kind == "message")
+    assert any(abs(i.score - plain[i.sources[0].chunk_id]) > 0.01 for i in items if i.kind == "document")
     # Off, or under a filter a neighbour could fall outside of: plain search scores.
     for options, filters in (({"neighbour_weight": 0.0, "session_weight": 0.0}, {}),
                              ({}, {"sources": ["<messages>"]})):
+        plain = {h.chunk.id: h.score for h in p.search("alice", query, k=64, **filters)}
         _graph(p, **options)
         ctx = p.context("alice", query, budget_tokens=budget, **filters)
+        assert ctx.section("retrieved").items
         for item in ctx.section("retrieved").items:
             assert item.score == pytest.approx(plain[item.sources[0].chunk_id], abs=1e-5)
 
