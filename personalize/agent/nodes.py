@@ -257,12 +257,16 @@ class Nodes:
                 "sources": [Source(c.id, c.doc_id, c.external_id, c.source).to_dict()],
                 "metadata": meta,
             })
-        if bonus or named or when or reranked:
+        if bonus or named or when or reranked or len(out) > k:
             out = sorted(out, key=lambda d: -d["score"])[:k]
         return out
 
     def _rerank(self, rc: RunContext, query: str, hits: list[Any]) -> bool:
-        """Rescore chat-turn ``hits`` in place by their session and neighbours; whether any score changed.
+        """Reorder ``hits`` in place by their session and neighbours; whether the step ran.
+
+        Each hit is ranked by ``score + session_weight * (best other hit of its
+        session) + neighbour_weight * (better cosine of the turn before or after
+        it)``; then the search scores, best first, are handed out in that order.
 
         See :mod:`personalize.agent._neighbours`. Not under filters other than
         ``sessions`` (a neighbour is in the same session): a turn outside a
@@ -286,10 +290,15 @@ class Nodes:
                 best = around.best(h.chunk.id)
                 if best is not None:
                     bonus[n] += weight * best
-        for n, h in enumerate(hits):
-            if bonus[n]:
-                hits[n] = replace(h, score=base[n] + bonus[n])
-        return any(bonus)
+        if not any(bonus):
+            return False
+        # The terms reorder the hits; the scores stay search's, handed out in
+        # the new order (the best score to the new first...), so persona facts,
+        # the relevance floor and the packer still compare them on search's scale.
+        order = sorted(range(len(hits)), key=lambda n: -(base[n] + bonus[n]))
+        scores = sorted(base, reverse=True)
+        hits[:] = [replace(hits[n], score=scores[rank]) for rank, n in enumerate(order)]
+        return True
 
     def _named_speakers(self, query: str) -> frozenset[str]:
         """The query's words, case-folded, when some speaker could be named in it (else empty)."""

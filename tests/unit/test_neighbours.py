@@ -120,7 +120,7 @@ def _graph(p: Personalizer, **options) -> None:
     p.__dict__["_context_graphs"] = {False: create_personalization_graph(p, options=GraphOptions(**options))}
 
 
-def test_recall_scores_add_the_session_and_neighbour_terms(p) -> None:
+def test_recall_order_adds_the_session_and_neighbour_terms_on_the_search_scale(p) -> None:
     query = "what did i say about the freezing water?"  # recall, no capitalized name, no "when"
     budget = 2048
     note = "freezing water in the lake " * 4 + "and then the sauna after swimming " * 4 + "freezing again " * 3
@@ -133,7 +133,12 @@ def test_recall_scores_add_the_session_and_neighbour_terms(p) -> None:
     groups = [("session", h.chunk.session) if h.chunk.kind == "message" else ("document", h.chunk.doc_id)
               for h in hits]
     support = nb.session_support(groups, [h.score for h in hits])
-    expected = {h.chunk.id: h.score + 0.3 * s + 0.2 * (around.best(h.chunk.id) or 0.0) for h, s in zip(hits, support)}
+    # Ranked by score + the two terms; search's scores handed out in that order.
+    def rank(hs) -> float:
+        return -(hs[0].score + 0.3 * hs[1] + 0.2 * (around.best(hs[0].chunk.id) or 0.0))
+
+    ranked = sorted(zip(hits, support), key=rank)
+    expected = {h.chunk.id: s for (h, _), s in zip(ranked, sorted((h.score for h in hits), reverse=True))}
     _graph(p, neighbour_weight=0.2, session_weight=0.3, rerank_extra=0)
     ctx = p.context("alice", query, budget_tokens=budget)
     assert ctx.info["need"] == "recall"
