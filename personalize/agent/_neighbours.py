@@ -8,11 +8,15 @@ conversation:
   turn whose meaning lives in its neighbours ("Yes! It was amazing"). Each
   retrieved chat turn is also judged by the turns just before and after it in
   its session, from the embeddings already stored (no embedding is computed):
-  ``score += neighbour_weight * max(cos(q, previous), cos(q, next))``.
+  ``+ neighbour_weight * max(cos(q, previous), cos(q, next))``.
 - **The session.** A topic is talked about in one conversation, over several
   turns: a turn from a session where other retrieved turns match well is
   likelier to hold the answer than an equally scored stray turn elsewhere:
-  ``score += session_weight * (the best score of another retrieved turn of its session)``.
+  ``+ session_weight * (the best score of another retrieved turn of its session)``.
+
+The retrieve node ranks the hits by their search score plus these terms, then
+hands search's scores out in the new order (``Nodes._rerank``): the order
+changes, the scale the packer compares sources on does not.
 
 A document's chunks get the same two terms, with the document as their
 conversation (the chunks beside it, and the best other retrieved chunk of the

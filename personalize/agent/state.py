@@ -115,14 +115,16 @@ class GraphOptions:
             own turns hold the answer more often than the replies to them).
         dating_bonus: added to the score of a retrieved turn that dates something
             ("last Saturday", "in May", "2023") when a recall query asks when.
-        neighbour_weight: for a recall query, added to a retrieved chat turn's
-            score times the better cosine between the query and the turn just
-            before or after it in its session (stored embeddings, one store read;
-            :mod:`personalize.agent._neighbours`): the answer to a question that
-            matches, a short reply whose meaning lives in its neighbours.
-        session_weight: for a recall query, added to a retrieved chat turn's
-            score times the best score of another retrieved turn of its session
-            (a topic is talked about over several turns of one conversation).
+        neighbour_weight: for a recall query, retrieved chat turns are reordered
+            by their score plus this times the better cosine between the query
+            and the turn just before or after it in its session (stored
+            embeddings, one store read; :mod:`personalize.agent._neighbours`):
+            the answer to a question that matches, a short reply whose meaning
+            lives in its neighbours. A document chunk: the chunks beside it.
+        session_weight: and plus this times the best score of another retrieved
+            turn of its session (a document chunk: of its document), as a topic
+            is talked about over several turns of one conversation. The order
+            changes; the scores stay search's, handed out in the new order.
         rerank_extra: how many more hits a recall query fetches for these two
             to reorder (the packer still gets as many as without them).
             Neither applies under a ``sources``/``kinds``/``since``/``until``/
