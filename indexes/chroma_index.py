@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import shutil
 import threading
 from collections.abc import Collection
 from pathlib import Path
@@ -28,6 +30,8 @@ __all__ = ["ChromaIndex"]
 logger = logging.getLogger(__name__)
 
 _PREFIX = "pz-"
+#: An embedded Chroma names each segment's folder by the segment's UUID.
+_SEGMENT_FOLDER = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _import_chromadb() -> Any:
@@ -173,12 +177,16 @@ class ChromaIndex:
             self._scrub()
 
     def _scrub(self) -> None:
-        """Overwrite freed pages of an embedded Chroma's SQLite file.
+        """Erase what an embedded Chroma leaves on disk after a collection is deleted.
 
-        Deleting a collection frees its rows (vectors, the collection's
-        metadata) but SQLite keeps the bytes in free pages and the WAL until
-        they are reused; VACUUM rewrites the file without them. A Chroma
-        *server*'s disk is out of reach from here: see docs/operations.md.
+        - Its SQLite file: deleting a collection frees its rows (vectors, the
+          collection's metadata) but SQLite keeps the bytes in free pages and
+          the WAL until they are reused; VACUUM rewrites the file without them.
+        - Its HNSW folder: Chroma (1.5) deletes the collection's segment rows
+          but leaves the folder named by the segment id, vectors and all.
+          Every segment folder that no segment row names any more is removed.
+
+        A Chroma *server*'s disk is out of reach from here: see docs/operations.md.
         """
         if self.path is None:
             return
@@ -194,10 +202,15 @@ class ChromaIndex:
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 conn.execute("VACUUM")
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                segments = {str(row[0]) for row in conn.execute("SELECT id FROM segments")}
             finally:
                 conn.close()
         except sqlite3.Error as exc:
             logger.warning("could not scrub Chroma's SQLite file after a deletion: %s", exc)
+            return
+        for folder in self.path.iterdir():
+            if folder.is_dir() and _SEGMENT_FOLDER.fullmatch(folder.name) and folder.name not in segments:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def count(self, user_id: str) -> int:
         coll = self._collection(user_id, create=False)
