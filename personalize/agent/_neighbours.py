@@ -28,15 +28,15 @@ the last chunk of the previous turn or the first of the next one, turns ordered
 by time and then by id (a turn without a time: among the session's untimed
 turns, by id), so turns appended one at a time, between other users' writes,
 still find each other. One store read fetches the chunks of every retrieved
-turn and of the turns before and after it (position, time and embedding, no
-text): a seek on ``documents_by_session`` per side and turn, through
+turn and of the turns before and after it (position and time, no text; the
+embeddings come from this host's FAISS shard): a seek on ``documents_by_session`` per side and turn, through
 ``store.query`` with ``?`` placeholders, the same SQL on SQLite and PostgreSQL.
 The session signal needs no read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,14 +63,15 @@ _SIDES = {
     "timed": (_TIMED.format(op="<", order="DESC"), _TIMED.format(op=">", order="ASC")),
     "untimed": (_UNTIMED.format(op="<", order="DESC"), _UNTIMED.format(op=">", order="ASC")),
 }
-# The chunks of those turns and of the retrieved ones: position, time and embedding, no text.
+# The chunks of those turns and of the retrieved ones: position and time (no text, no embedding:
+# the vectors come from this host's index where it holds them).
 _SQL = (
-    "SELECT d.id, d.session, d.timestamp, c.id, c.position, c.embedding FROM documents d "
+    "SELECT d.id, d.session, d.timestamp, c.id, c.position FROM documents d "
     "JOIN chunks c ON c.doc_id = d.id WHERE d.user_id = ? AND d.kind = 'message' AND d.id IN ({ids})"
 )
 # A document's chunks around its retrieved ones (no session, no time: ordered by position).
 _DOC_SQL = (
-    "SELECT c.doc_id, NULL, NULL, c.id, c.position, c.embedding FROM chunks c "
+    "SELECT c.doc_id, NULL, NULL, c.id, c.position FROM chunks c "
     "WHERE c.user_id = ? AND ({terms})"
 )
 
@@ -95,8 +96,18 @@ class Neighbours:
         return max(vals) if vals else None
 
 
-def neighbours(store: Any, user_id: str, turns: Sequence[Chunk], qvec: np.ndarray) -> Neighbours:
+def neighbours(
+    store: Any,
+    user_id: str,
+    turns: Sequence[Chunk],
+    qvec: np.ndarray,
+    vectors: Callable[[list[int]], dict[int, np.ndarray]] | None = None,
+) -> Neighbours:
     """The chunks around ``turns`` and their cosines to ``qvec``, in one store read.
+
+    ``vectors(ids) -> {id: embedding}`` gives the chunks' stored embeddings
+    (``HybridRetriever.vectors``: from this host's FAISS shard, else the store;
+    by default ``store.embeddings``, a second read).
 
     A chat turn with a session: the turns before and after it in the session
     (the chunks beside it, when its turn is split in chunks). A document's
@@ -116,9 +127,15 @@ def neighbours(store: Any, user_id: str, turns: Sequence[Chunk], qvec: np.ndarra
         return Neighbours({}, {}, {})
     # Each chunk once (a turn is its neighbours' neighbour too), with its cosine.
     unique = list({int(r[3]): r for r in rows}.values())
-    matrix = np.frombuffer(b"".join(bytes(r[5]) for r in unique), dtype=np.float32).reshape(len(unique), -1)
-    cos = matrix @ np.asarray(qvec, dtype=np.float32)
-    cosine = {int(r[3]): float(v) for r, v in zip(unique, cos)}
+    ids = [int(r[3]) for r in unique]
+    if vectors is None:
+        held, vecs = store.embeddings(user_id, ids)
+        found = {int(i): v for i, v in zip(held, vecs)}
+    else:
+        found = vectors(ids)
+    q = np.asarray(qvec, dtype=np.float32)
+    cosine = {cid: float(found[cid] @ q) for cid in ids if cid in found}
+    unique = [r for r in unique if int(r[3]) in cosine]  # (a chunk deleted meanwhile: no neighbour)
     # Conversation order of the chunks read: every retrieved turn's previous
     # and next turns were read, so in this order its neighbours are beside it.
     # Timed and untimed turns are ordered apart and never neighbours; a
@@ -137,8 +154,9 @@ def neighbours(store: Any, user_id: str, turns: Sequence[Chunk], qvec: np.ndarra
             before[int(b[3])] = int(a[3])
     # Only the retrieved turns' links are sure (the chunk before a neighbour
     # may not have been read): keep those.
-    ids = {int(c.id) for c in turns}
-    return Neighbours(cosine, {k: v for k, v in before.items() if k in ids}, {k: v for k, v in after.items() if k in ids})
+    asked = {int(c.id) for c in turns}
+    return Neighbours(cosine, {k: v for k, v in before.items() if k in asked},
+                      {k: v for k, v in after.items() if k in asked})
 
 
 def _statement(user_id: str, turns: list[Chunk]) -> tuple[str, list[Any]]:

@@ -285,7 +285,8 @@ class Nodes:
             support = session_support([g if g[1] is not None else None for g in groups], base)
             bonus = [mu * s for s in support]
         if weight > 0:
-            around = neighbours(self.p.store, rc.user_id, [h.chunk for h in hits], self.p.queries.embed_one(query))
+            around = neighbours(self.p.store, rc.user_id, [h.chunk for h in hits], self.p.queries.embed_one(query),
+                                lambda ids: self.p.retriever.vectors(rc.user_id, ids))
             for n, h in enumerate(hits):
                 best = around.best(h.chunk.id)
                 if best is not None:
@@ -390,9 +391,8 @@ class Nodes:
         raw += [state["summary"]] if state.get("summary") else []
         vectors: dict[int, Any] = {}
         retrieved_ids = [d["sources"][0]["chunk_id"] for d in retrieved if d["sources"]]
-        if retrieved_ids:
-            ids, vecs = self.p.store.embeddings(rc.user_id, retrieved_ids)
-            vectors = {int(i): v for i, v in zip(ids, vecs)}
+        if retrieved_ids:  # this host's FAISS shard holds them (no store read), else the store
+            vectors = self.p.retriever.vectors(rc.user_id, retrieved_ids)
         candidates = [
             Candidate(
                 section=d["section"], kind=d["kind"], text=d["text"], score=float(d["score"]),
