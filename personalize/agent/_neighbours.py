@@ -52,12 +52,12 @@ __all__ = ["Neighbours", "neighbours", "session_support"]
 _TIMED = (
     "SELECT (SELECT p.id FROM documents p WHERE p.user_id = h.user_id AND p.session = h.session "
     "AND (p.timestamp, p.id) {op} (h.timestamp, h.id) ORDER BY p.timestamp {order}, p.id {order} LIMIT 1) "
-    "FROM documents h WHERE h.user_id = ? AND h.id IN ({{docs}})"
+    "FROM documents h WHERE {{own_h}} AND h.id IN ({{docs}})"
 )
 _UNTIMED = (
     "SELECT (SELECT p.id FROM documents p WHERE p.user_id = h.user_id AND p.session = h.session "
     "AND p.timestamp IS NULL AND p.id {op} h.id ORDER BY p.id {order} LIMIT 1) "
-    "FROM documents h WHERE h.user_id = ? AND h.id IN ({{docs}})"
+    "FROM documents h WHERE {{own_h}} AND h.id IN ({{docs}})"
 )
 _SIDES = {
     "timed": (_TIMED.format(op="<", order="DESC"), _TIMED.format(op=">", order="ASC")),
@@ -67,12 +67,12 @@ _SIDES = {
 # the vectors come from this host's index where it holds them).
 _SQL = (
     "SELECT d.id, d.session, d.timestamp, c.id, c.position FROM documents d "
-    "JOIN chunks c ON c.doc_id = d.id WHERE d.user_id = ? AND d.kind = 'message' AND d.id IN ({ids})"
+    "JOIN chunks c ON c.doc_id = d.id WHERE {own_d} AND d.kind = 'message' AND d.id IN ({ids})"
 )
 # A document's chunks around its retrieved ones (no session, no time: ordered by position).
 _DOC_SQL = (
     "SELECT c.doc_id, NULL, NULL, c.id, c.position FROM chunks c "
-    "WHERE c.user_id = ? AND ({terms})"
+    "WHERE {own_c} AND ({terms})"
 )
 
 
@@ -121,7 +121,7 @@ def neighbours(
     rows: list[tuple[Any, ...]] = []
     for start in range(0, len(docs), size):
         part = set(docs[start : start + size])
-        sql, params = _statement(user_id, [c for c in turns if int(c.doc_id) in part])
+        sql, params = _statement(user_id, [c for c in turns if int(c.doc_id) in part], store.own_by_id)
         rows += store.query(sql, params, user_id=user_id)
     if not rows:
         return Neighbours({}, {}, {})
@@ -159,17 +159,22 @@ def neighbours(
                       {k: v for k, v in after.items() if k in asked})
 
 
-def _statement(user_id: str, turns: list[Chunk]) -> tuple[str, list[Any]]:
-    """One SQL statement (``UNION ALL`` of the parts these turns need) and its parameters."""
+def _statement(user_id: str, turns: list[Chunk], own: Callable[[str], str] = "{}.user_id = ?".format
+               ) -> tuple[str, list[Any]]:
+    """One SQL statement (``UNION ALL`` of the parts these turns need) and its parameters.
+
+    ``own(alias)`` is the store's condition for the user's rows looked up by id
+    (``SQLStore.own_by_id``: it keeps the primary key the lookup's index).
+    """
     parts: list[tuple[str, list[Any]]] = []
     for timed in (True, False):
         docs = sorted({int(c.doc_id) for c in turns if c.kind == "message" and (c.timestamp is not None) == timed})
         if docs:
             marks = ",".join("?" * len(docs))
             sides = _SIDES["timed" if timed else "untimed"]
-            ids = " UNION ALL ".join([f"SELECT h.id FROM documents h WHERE h.user_id = ? AND h.id IN ({marks})",
-                                      *(side.format(docs=marks) for side in sides)])
-            parts.append((_SQL.format(ids=ids), [user_id, *((user_id, *docs) * 3)]))
+            ids = " UNION ALL ".join([f"SELECT h.id FROM documents h WHERE {own('h')} AND h.id IN ({marks})",
+                                      *(side.format(docs=marks, own_h=own("h")) for side in sides)])
+            parts.append((_SQL.format(ids=ids, own_d=own("d")), [user_id, *((user_id, *docs) * 3)]))
     spans: dict[int, tuple[int, int]] = {}  # a document: its retrieved chunks' first and last position
     for c in turns:
         if c.kind != "message":
@@ -177,7 +182,7 @@ def _statement(user_id: str, turns: list[Chunk]) -> tuple[str, list[Any]]:
             spans[int(c.doc_id)] = (min(lo, c.position), max(hi, c.position))
     if spans:
         terms = " OR ".join(["(c.doc_id = ? AND c.position BETWEEN ? AND ?)"] * len(spans))
-        parts.append((_DOC_SQL.format(terms=terms),
+        parts.append((_DOC_SQL.format(terms=terms, own_c=own("c")),
                       [user_id, *(v for d, (lo, hi) in sorted(spans.items()) for v in (d, lo - 1, hi + 1))]))
     return " UNION ALL ".join(sql for sql, _ in parts), [v for _, p in parts for v in p]
 

@@ -158,6 +158,15 @@ class SQLStore(WritesMixin, ItemsMixin):
     def close(self) -> None:
         raise NotImplementedError
 
+    def own_by_id(self, alias: str) -> str:
+        """The condition (one ``?``: the user id) for ``alias``'s rows of one user looked up by id.
+
+        For ``WHERE <this> AND alias.id IN (...)``: the primary key must be the
+        lookup's index, not an index that starts with ``user_id`` (which reads
+        every row of the user). PostgreSQL plans that from its statistics.
+        """
+        return f"{alias}.user_id = ?"
+
     # ----------------------------------------------------------------- plumbing
     def _query_in(
         self, sql: str, user_id: str, values: Sequence[Any], batch: int | None = None, prepared: bool = False

@@ -110,6 +110,12 @@ class SQLiteStore(SQLStore):
             else:
                 cur.execute("COMMIT")
 
+    def own_by_id(self, alias: str) -> str:
+        # Without ANALYZE statistics SQLite takes an index on user_id for
+        # "user_id = ? AND id IN (...)" and reads all of the user's rows (7 ms at
+        # 10k turns, measured); a unary + keeps user_id out of the index choice.
+        return f"+{alias}.user_id = ?"
+
     def query(
         self, sql: str, params: Sequence[Any] = (), *, user_id: str | None = None, prepared: bool = False
     ) -> list[tuple[Any, ...]]:
