@@ -102,12 +102,14 @@ def neighbours(
     turns: Sequence[Chunk],
     qvec: np.ndarray,
     vectors: Callable[[list[int]], dict[int, np.ndarray]] | None = None,
+    known: dict[int, float] | None = None,
 ) -> Neighbours:
     """The chunks around ``turns`` and their cosines to ``qvec``, in one store read.
 
     ``vectors(ids) -> {id: embedding}`` gives the chunks' stored embeddings
     (``HybridRetriever.vectors``: from this host's FAISS shard, else the store;
-    by default ``store.embeddings``, a second read).
+    by default ``store.embeddings``, a second read). ``known``: cosines already
+    at hand (the hits' dense scores), whose vectors are not fetched.
 
     A chat turn with a session: the turns before and after it in the session
     (the chunks beside it, when its turn is split in chunks). A document's
@@ -127,14 +129,16 @@ def neighbours(
         return Neighbours({}, {}, {})
     # Each chunk once (a turn is its neighbours' neighbour too), with its cosine.
     unique = list({int(r[3]): r for r in rows}.values())
-    ids = [int(r[3]) for r in unique]
-    if vectors is None:
-        held, vecs = store.embeddings(user_id, ids)
-        found = {int(i): v for i, v in zip(held, vecs)}
-    else:
-        found = vectors(ids)
-    q = np.asarray(qvec, dtype=np.float32)
-    cosine = {cid: float(found[cid] @ q) for cid in ids if cid in found}
+    cosine = {cid: v for cid, v in (known or {}).items() if v is not None}
+    ids = [int(r[3]) for r in unique if int(r[3]) not in cosine]
+    if ids:
+        if vectors is None:
+            held, vecs = store.embeddings(user_id, ids)
+            found = {int(i): v for i, v in zip(held, vecs)}
+        else:
+            found = vectors(ids)
+        q = np.asarray(qvec, dtype=np.float32)
+        cosine.update((cid, float(found[cid] @ q)) for cid in ids if cid in found)
     unique = [r for r in unique if int(r[3]) in cosine]  # (a chunk deleted meanwhile: no neighbour)
     # Conversation order of the chunks read: every retrieved turn's previous
     # and next turns were read, so in this order its neighbours are beside it.

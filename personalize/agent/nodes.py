@@ -286,7 +286,8 @@ class Nodes:
             bonus = [mu * s for s in support]
         if weight > 0:
             around = neighbours(self.p.store, rc.user_id, [h.chunk for h in hits], self.p.queries.embed_one(query),
-                                lambda ids: self.p.retriever.vectors(rc.user_id, ids))
+                                lambda ids: self.p.retriever.vectors(rc.user_id, ids),
+                                known={h.chunk.id: h.dense_score for h in hits})
             for n, h in enumerate(hits):
                 best = around.best(h.chunk.id)
                 if best is not None:
