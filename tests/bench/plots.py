@@ -36,21 +36,26 @@ def plot_fusion(data: dict[str, Any], out: Path, plt: Any) -> None:
 
 
 def plot_context(data: dict[str, Any], out: Path, plt: Any) -> None:
-    """LoCoMo evidence recall vs budget: packed context vs plain top-k cut to the budget."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    """LoCoMo evidence recall vs budget, one panel per split: packed context vs plain top-k cut to the budget."""
     budgets = [256, 512, 1024, 2048]
-    loc = data["locomo"]
-    ax.plot(budgets, [loc["retrieval_only"][f"topk@{b}"] for b in budgets], "o--", label="plain top-k, cut to budget")
-    for variant, label in (("retrieval_only", "packed (no refresh)"), ("with_refresh", "packed (summary+persona+retrieval)")):
-        if variant in loc:
-            ax.plot(budgets, [loc[variant][f"packed@{b}"] for b in budgets], "s-", label=label)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(budgets, [str(b) for b in budgets])
-    ax.set_xlabel("token budget")
-    ax.set_ylabel("turn-evidence recall")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
-    ax.set_title("LoCoMo: evidence in the context per token")
+    splits = [s for s in ("tune", "report") if s in data["locomo"]]
+    fig, axes = plt.subplots(1, len(splits), figsize=(5.2 * len(splits), 3.6), sharey=True, squeeze=False)
+    for ax, split in zip(axes[0], splits):
+        loc = data["locomo"][split]
+        ax.plot(budgets, [loc["retrieval_only"][f"topk@{b}"] for b in budgets], "o--", label="plain top-k, cut to budget")
+        for variant, label in (("retrieval_only", "packed (no refresh)"),
+                               ("with_refresh", "packed (summary+persona+retrieval)")):
+            if variant in loc:
+                ax.plot(budgets, [loc[variant][f"packed@{b}"] for b in budgets], "s-", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(budgets, [str(b) for b in budgets])
+        ax.set_xlabel("token budget")
+        ax.set_ylim(0.4, 1)
+        names = ", ".join(loc.get("with_refresh", {}).get("conversations", []))
+        ax.set_title(f"{split} split ({names})" if names else f"{split} split", fontsize=9)
+    axes[0][0].set_ylabel("turn-evidence recall")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("LoCoMo: evidence in the context per token")
     fig.tight_layout()
     fig.savefig(out / "bench-context.png", dpi=110)
 
