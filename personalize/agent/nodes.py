@@ -229,9 +229,27 @@ class Nodes:
             kinds=rc.kinds, since=_when(rc.since), until=_when(rc.until), where=rc.where,
         )
         task = self._render_task(task_name)
-        reranked = need == "recall" and self._rerank(rc, query, hits)
+        reranked = self._rerank(rc, query, hits) if need == "recall" else None
+        # Scores first (the bonuses reorder), then the sources for the k kept only.
+        scored: list[tuple[float, Any, dict[str, Any]]] = []
+        for n, hit in enumerate(hits):
+            c = hit.chunk
+            flags: dict[str, Any] = {}
+            score = float(reranked[n] if reranked is not None else hit.score)
+            if bonus and c.kind == "message" and c.role != "assistant" and _SELF_STATEMENT.search(c.text):
+                # The user saying what they prefer, avoid or are: the point of personal context.
+                score += bonus
+                flags["self_statement"] = True
+            if named and c.kind == "message" and c.speaker and c.speaker.casefold() in named:
+                score += self.options.speaker_bonus
+                flags["speaker_named"] = True
+            if when and _DATING.search(c.text):
+                score += self.options.dating_bonus
+            scored.append((score, hit, flags))
+        if bonus or named or when or reranked is not None or len(scored) > k:
+            scored = sorted(scored, key=lambda t: -t[0])[:k]
         out = []
-        for hit in hits:
+        for score, hit, flags in scored:
             c = hit.chunk
             text = c.text
             meta: dict[str, Any] = {"source": c.source}
@@ -242,27 +260,17 @@ class Nodes:
                 rendered = task.render_item(c.text, c.metadata)
                 if rendered and rendered != c.text.strip():
                     text, meta["rendered_for"] = rendered, task.name
-            score = float(hit.score)
-            if bonus and c.kind == "message" and c.role != "assistant" and _SELF_STATEMENT.search(c.text):
-                # The user saying what they prefer, avoid or are: the point of personal context.
-                score += bonus
-                meta["self_statement"] = True
-            if named and c.kind == "message" and c.speaker and c.speaker.casefold() in named:
-                score += self.options.speaker_bonus
-                meta["speaker_named"] = True
-            if when and _DATING.search(c.text):
-                score += self.options.dating_bonus
+            meta.update(flags)
             out.append({
                 "section": "retrieved", "kind": c.kind, "text": text, "score": score,
                 "sources": [Source(c.id, c.doc_id, c.external_id, c.source).to_dict()],
                 "metadata": meta,
             })
-        if bonus or named or when or reranked or len(out) > k:
-            out = sorted(out, key=lambda d: -d["score"])[:k]
         return out
 
-    def _rerank(self, rc: RunContext, query: str, hits: list[Any]) -> bool:
-        """Reorder ``hits`` in place by their session and neighbours; whether the step ran.
+    def _rerank(self, rc: RunContext, query: str, hits: list[Any]) -> list[float] | None:
+        """Reorder ``hits`` in place by their session and neighbours; their scores in the new
+        order (search's scores, best first), or ``None`` when the step did not run.
 
         Each hit is ranked by ``score + session_weight * (best other hit of its
         session) + neighbour_weight * (better cosine of the turn before or after
@@ -275,7 +283,7 @@ class Nodes:
         weight, mu = self.options.neighbour_weight, self.options.session_weight
         if (weight <= 0 and mu <= 0) or not hits or any(
                 v is not None for v in (rc.sources, rc.kinds, rc.since, rc.until, rc.where)):
-            return False
+            return None
         base = [float(h.score) for h in hits]
         bonus = [0.0] * len(hits)
         if mu > 0:
@@ -293,14 +301,13 @@ class Nodes:
                 if best is not None:
                     bonus[n] += weight * best
         if not any(bonus):
-            return False
+            return None
         # The terms reorder the hits; the scores stay search's, handed out in
         # the new order (the best score to the new first...), so persona facts,
         # the relevance floor and the packer still compare them on search's scale.
         order = sorted(range(len(hits)), key=lambda n: -(base[n] + bonus[n]))
-        scores = sorted(base, reverse=True)
-        hits[:] = [replace(hits[n], score=scores[rank]) for rank, n in enumerate(order)]
-        return True
+        hits[:] = [hits[n] for n in order]
+        return sorted(base, reverse=True)
 
     def _named_speakers(self, query: str) -> frozenset[str]:
         """The query's words, case-folded, when some speaker could be named in it (else empty)."""
