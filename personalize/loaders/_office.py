@@ -44,6 +44,19 @@ def _check_archive(job: FileJob, data: bytes, kind: str) -> None:
         )
 
 
+def _open_package(job: FileJob, data: bytes, kind: str, opener: Any, unreadable: type[Exception]) -> Any:
+    """``opener(file)`` on ``data`` after the zip-bomb check; a package it cannot read is a ``LoaderError``."""
+    _check_archive(job, data, kind)
+    try:
+        return opener(io.BytesIO(data))
+    except (unreadable, KeyError) as exc:
+        raise LoaderError(
+            f"{job.name}: not a readable {kind} file ({type(exc).__name__})",
+            kind="invalid",
+            source=job.source,
+        ) from exc
+
+
 def _finish(
     job: FileJob, blocks: list[str], metadata: dict[str, Any], what: str
 ) -> list[LoadedItem]:
@@ -107,15 +120,7 @@ def load_docx_file(job: FileJob, data: bytes) -> list[LoadedItem]:
     import docx
     from docx.opc.exceptions import PackageNotFoundError
 
-    _check_archive(job, data, "Word")
-    try:
-        document = docx.Document(io.BytesIO(data))
-    except (PackageNotFoundError, KeyError) as exc:
-        raise LoaderError(
-            f"{job.name}: not a readable Word file ({type(exc).__name__})",
-            kind="invalid",
-            source=job.source,
-        ) from exc
+    document = _open_package(job, data, "Word", docx.Document, PackageNotFoundError)
     blocks: list[str] = []
     for n, text in enumerate(_docx_blocks(document.iter_inner_content(), 0)):
         if n % 256 == 0:
@@ -174,15 +179,7 @@ def load_pptx_file(job: FileJob, data: bytes) -> list[LoadedItem]:
     import pptx
     from pptx.exc import PackageNotFoundError
 
-    _check_archive(job, data, "PowerPoint")
-    try:
-        presentation = pptx.Presentation(io.BytesIO(data))
-    except (PackageNotFoundError, KeyError) as exc:
-        raise LoaderError(
-            f"{job.name}: not a readable PowerPoint file ({type(exc).__name__})",
-            kind="invalid",
-            source=job.source,
-        ) from exc
+    presentation = _open_package(job, data, "PowerPoint", pptx.Presentation, PackageNotFoundError)
     blocks: list[str] = []
     count = 0
     for count, slide in enumerate(presentation.slides, start=1):

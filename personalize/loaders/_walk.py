@@ -42,16 +42,19 @@ def _listing_refusal(exc: OSError) -> Refusal:
     return (f"folder cannot be listed ({exc.strerror or exc})", "unreadable")
 
 
+def _visible_entries(folder: int | Path) -> list[os.DirEntry[str]]:
+    """The folder's entries by name, hidden ones (VCS data, editor swap files, OS metadata) left out."""
+    with os.scandir(folder) as it:  # a path, or a directory fd
+        return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+
+
 def _walk_fd(fd: int, root: Path, parts: tuple[str, ...]) -> Iterator[Path]:
     try:
-        with os.scandir(fd) as it:
-            entries = sorted(it, key=lambda e: e.name)
+        entries = _visible_entries(fd)
     except OSError as exc:
         yield WalkedPath.found(root, parts, _listing_refusal(exc))
         return
     for entry in entries:
-        if entry.name.startswith("."):
-            continue  # hidden: VCS data, editor swap files, OS metadata
         here = (*parts, entry.name)
         try:
             if entry.is_symlink():
@@ -86,14 +89,11 @@ def _walk_fd(fd: int, root: Path, parts: tuple[str, ...]) -> Iterator[Path]:
 def _walk_portable(directory: Path, root: Path, parts: tuple[str, ...]) -> Iterator[Path]:
     """Where folders cannot be opened without following links (Windows): check, then use."""
     try:
-        with os.scandir(directory) as it:
-            entries = sorted(it, key=lambda e: e.name)
+        entries = _visible_entries(directory)
     except OSError as exc:
         yield WalkedPath.found(root, parts, _listing_refusal(exc))
         return
     for entry in entries:
-        if entry.name.startswith("."):
-            continue
         here = (*parts, entry.name)
         try:
             if entry.is_symlink() or getattr(entry, "is_junction", lambda: False)():
