@@ -30,11 +30,12 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PgDatabase", "PgServer", "PgUnavailable", "free_port"]
+__all__ = ["PgDatabase", "PgServer", "PgUnavailable", "free_port", "running_server", "start_server"]
 
 OWNER_ROLE = "pz_owner"
 APP_ROLE = "pz_app"
@@ -296,3 +297,18 @@ def start_server(**kwargs) -> PgServer:
         server.destroy()
         raise
     return server
+
+
+@contextmanager
+def running_server(**kwargs) -> Iterator[PgServer]:
+    """A started server (``start_server``), destroyed afterwards; the test is skipped where it cannot run."""
+    import pytest
+
+    try:
+        server = start_server(**kwargs)
+    except PgUnavailable as exc:
+        pytest.skip(f"embedded PostgreSQL cannot run here: {exc}")
+    try:
+        yield server
+    finally:
+        server.destroy()

@@ -106,14 +106,10 @@ def chroma_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def pg_server():
     """A real PostgreSQL 18 + pgvector on 127.0.0.1 (tests/_postgres.py); skips if it cannot run."""
-    from _postgres import PgUnavailable, start_server
+    from _postgres import running_server
 
-    try:
-        server = start_server()
-    except PgUnavailable as exc:
-        pytest.skip(f"embedded PostgreSQL cannot run here: {exc}")
-    yield server
-    server.destroy()
+    with running_server() as server:
+        yield server
 
 
 @pytest.fixture

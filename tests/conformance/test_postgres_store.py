@@ -177,14 +177,10 @@ def test_user_lock_is_shared_across_stores(pg_store, pg_database):
 @pytest.fixture
 def own_server():
     """A server of this test's own, to stop and start."""
-    from _postgres import PgUnavailable, start_server
+    from _postgres import running_server
 
-    try:
-        server = start_server()
-    except PgUnavailable as exc:
-        pytest.skip(f"embedded PostgreSQL cannot run here: {exc}")
-    yield server
-    server.destroy()
+    with running_server() as server:
+        yield server
 
 
 def test_a_lost_server_is_a_clear_error_and_the_store_recovers(own_server):
